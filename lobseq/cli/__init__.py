@@ -1,0 +1,57 @@
+"""The `lobseq` command: a thin click shell over the library.
+
+Each submodule owns the commands of one area and registers them on `cli`.
+Heavy imports (TensorFlow, MLflow) happen inside commands, never here, so
+`lobseq --help` and `lobseq ingest` stay fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from lobseq import __version__
+from lobseq.errors import LobseqError, LockHeld
+
+# Exit codes a scheduler can act on.
+EXIT_USAGE = 2  # bad input or settings: fix and re-run
+EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the lock; try later
+EXIT_INTERRUPTED = 130
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):  # one clean line per user error
+        try:
+            return super().invoke(ctx)
+        except LockHeld as e:
+            click.echo(f"Error: {e}", err=True)
+            sys.exit(EXIT_LOCKED)
+        except LobseqError as e:
+            click.echo(f"Error: {e}", err=True)
+            sys.exit(EXIT_USAGE)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lobseq")
+def cli() -> None:
+    """Forecast price direction from price series and limit-order-book data."""
+
+
+# Submodules add their commands to `cli` on import; a missing one is skipped
+# so the CLI keeps working while an area is being built.
+_AREAS = ("data", "modeling", "evaluation", "ops")
+for _name in _AREAS:
+    try:
+        importlib.import_module(f"lobseq.cli.{_name}")
+    except ModuleNotFoundError as _e:
+        if _e.name != f"lobseq.cli.{_name}":
+            raise
+
+
+def main() -> None:
+    cli(prog_name="lobseq")
