@@ -1,0 +1,96 @@
+"""Recurrent many-to-one classifiers: simple RNN, LSTM and GRU.
+
+Each reads a window `(T, F)` and predicts from the last hidden state only.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from lobseq.models._common import (
+    activation_name,
+    check_inputs,
+    fraction,
+    non_negative,
+    output_head,
+    positive_ints,
+)
+
+# Dixon (2017), "Sequence classification of the limit order book using
+# recurrent neural networks": 20 ReLU units, L2-penalized, windows of 10 steps.
+RNN_PRESETS = {
+    "dixon": {
+        "hyper": {"units": 20, "activation": "relu", "dropout": 0.0, "l2": 1e-3},
+        "window": 10,
+        "doc": "Dixon (2017): 20 ReLU units, L2 1e-3 on kernel and recurrent weights, window 10",
+    },
+}
+
+
+def _stack(x, layer_class, kind: str, units, dropout: float, l2: float, **layer_kwargs):
+    """Stacked recurrent layers; all but the last return sequences."""
+    units = positive_ints("units", units)
+    dropout = fraction("dropout", dropout)
+    l2 = non_negative("l2", l2)
+    regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
+    for i, n in enumerate(units, start=1):
+        last = i == len(units)
+        suffix = "" if len(units) == 1 else f"_{i}"
+        x = layer_class(
+            n,
+            return_sequences=not last,
+            kernel_regularizer=regularizer,
+            recurrent_regularizer=regularizer,
+            name=f"{kind}{suffix}",
+            **layer_kwargs,
+        )(x)
+        if dropout > 0:
+            x = keras.layers.Dropout(dropout, name=f"dropout{suffix}")(x)
+    return x
+
+
+def build_rnn(
+    input_shape: tuple[int, int],
+    n_classes: int,
+    head: str = "classification",
+    units: int | list[int] = 32,
+    activation: str = "tanh",
+    dropout: float = 0.0,
+    l2: float = 0.0,
+) -> keras.Model:
+    """Simple (Elman) RNN over the window; preset 'dixon' = Dixon (2017)."""
+    check_inputs(input_shape, n_classes, head)
+    window = keras.Input(shape=tuple(input_shape), name="window")
+    x = _stack(window, keras.layers.SimpleRNN, "rnn", units, dropout, l2,
+               activation=activation_name("activation", activation))
+    return keras.Model(window, output_head(x, n_classes, head), name="rnn")
+
+
+def build_lstm(
+    input_shape: tuple[int, int],
+    n_classes: int,
+    head: str = "classification",
+    units: int | list[int] = 64,
+    dropout: float = 0.2,
+    l2: float = 0.0,
+) -> keras.Model:
+    """Stacked LSTM (units: int or one per layer), dropout after each layer."""
+    check_inputs(input_shape, n_classes, head)
+    window = keras.Input(shape=tuple(input_shape), name="window")
+    x = _stack(window, keras.layers.LSTM, "lstm", units, dropout, l2)
+    return keras.Model(window, output_head(x, n_classes, head), name="lstm")
+
+
+def build_gru(
+    input_shape: tuple[int, int],
+    n_classes: int,
+    head: str = "classification",
+    units: int | list[int] = 64,
+    dropout: float = 0.2,
+    l2: float = 0.0,
+) -> keras.Model:
+    """Stacked GRU (units: int or one per layer), dropout after each layer."""
+    check_inputs(input_shape, n_classes, head)
+    window = keras.Input(shape=tuple(input_shape), name="window")
+    x = _stack(window, keras.layers.GRU, "gru", units, dropout, l2)
+    return keras.Model(window, output_head(x, n_classes, head), name="gru")
