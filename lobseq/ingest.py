@@ -141,11 +141,14 @@ def build_arrays(segments: Sequence, cfg: IngestConfig, log: Callable[[str], Non
 def ingest(sources: Sequence[str | Path], out: str | Path, cfg: IngestConfig,
            log: Callable[[str], None] = print) -> Dataset:
     """Read `sources`, build the dataset and write it atomically to `out`."""
-    from lobseq.sources import read_sources
+    from lobseq.sources import read_bars, read_sources
 
     cfg.validate()
-    segments = read_sources([str(s) for s in sources], cfg.format, symbol_column=cfg.symbol_column) \
-        if cfg.format == "bars" else read_sources([str(s) for s in sources], cfg.format)
+    paths = [str(s) for s in sources]
+    if cfg.format == "bars":
+        segments = read_bars(paths, symbol_column=cfg.symbol_column)
+    else:
+        segments = read_sources(paths, cfg.format)
     if not segments:
         raise LobseqError("no input files found", file=", ".join(map(str, sources)),
                           fix="pass the files or a folder that holds them")
@@ -218,6 +221,6 @@ def summary(ds: Dataset) -> str:
     for split in SPLIT_NAMES:
         counts = m["class_balance"][split]
         total = sum(counts) or 1
-        bal = "  ".join(f"{n} {c:,} ({c / total:.1%})" for n, c in zip(names, counts))
+        bal = "  ".join(f"{n} {c:,} ({c / total:.1%})" for n, c in zip(names, counts, strict=True))
         lines.append(f"    {split:<5} {m['windows'][split]:>9,}   {bal}")
     return "\n".join(lines)

@@ -1,0 +1,171 @@
+"""End-to-end ingestion: leakage, alignment, determinism, atomicity, bad inputs."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lobseq.errors import LobseqError
+from lobseq.ingest import IngestConfig, ingest
+from lobseq.simulate import simulate_bars, simulate_lobster
+from lobseq.store import load_dataset
+
+SHARED_LOBSTER = Path(__file__).resolve().parents[2] / "shared" / "data" / "lobster"
+
+
+@pytest.fixture(scope="module")
+def sim_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim")
+    simulate_lobster(out, events=4000, levels=5, days=2, seed=3)
+    return out
+
+
+def _cfg(**kw):
+    base = dict(format="lobster", window=20, horizon=5, fractions=(0.6, 0.2, 0.2))
+    base.update(kw)
+    return IngestConfig(**base)
+
+
+def test_same_inputs_give_byte_identical_datasets(sim_dir, tmp_path):
+    a = ingest([sim_dir], tmp_path / "a", _cfg(name="x"), log=lambda m: None)
+    b = ingest([sim_dir], tmp_path / "b", _cfg(name="x"), log=lambda m: None)
+    files = sorted(p.name for p in a.path.iterdir())
+    assert files == sorted(p.name for p in b.path.iterdir())
+    for name in files:
+        assert (a.path / name).read_bytes() == (b.path / name).read_bytes(), name
+    assert a.hash == b.hash
+
+
+def test_manifest_records_sources_config_and_counts(sim_dir, tmp_path):
+    ds = ingest([sim_dir], tmp_path / "d", _cfg(), log=lambda m: None)
+    m = ds.manifest
+    assert len(m["sources"]) == 4 and all(len(s["sha256"]) == 64 for s in m["sources"])
+    assert m["config"]["window"] == 20 and m["embargo"] == 24
+    assert m["windows"]["train"] == len(ds.ends["train"]) > 0
+    assert sum(m["class_balance"]["test"]) == len(ds.ends["test"])
+    assert m["feature_names"] == ds.feature_names and len(ds.feature_names) == ds.n_features
+
+
+def test_scaler_statistics_equal_the_training_rows_alone(sim_dir, tmp_path):
+    ds = ingest([sim_dir], tmp_path / "d", _cfg(), log=lambda m: None)
+    train = np.asarray(ds.features)[ds.split == 0].astype(np.float64)
+    train = train[np.isfinite(train).all(axis=1)]
+    np.testing.assert_allclose(ds.scaler.mean_, train.mean(axis=0), rtol=1e-6, atol=1e-9)
+
+
+def test_windows_are_paired_with_the_label_at_their_end(sim_dir, tmp_path):
+    ds = ingest([sim_dir], tmp_path / "d", _cfg(), log=lambda m: None)
+    x, y = ds.arrays("val")
+    ends = ds.ends["val"]
+    last = ds.scaler.transform(np.asarray(ds.features)[ends])
+    np.testing.assert_allclose(x[:, -1, :], last, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(y, ds.labels[ends])
+    batch_x, batch_y = ds.batches("val", batch_size=7).batch(1)
+    np.testing.assert_array_equal(batch_y, ds.labels[ends[7:14]])
+    np.testing.assert_allclose(batch_x, x[7:14], rtol=1e-6)
+
+
+def test_no_window_crosses_a_day_boundary(sim_dir, tmp_path):
+    ds = ingest([sim_dir], tmp_path / "d", _cfg(), log=lambda m: None)
+    for ends in ds.ends.values():
+        assert (ds.segment[ends] == ds.segment[ends - ds.window + 1]).all()
+
+
+def test_perturbing_the_future_changes_nothing_before_it(sim_dir, tmp_path):
+    """Change every book row after t (first day): features at rows <= t and labels at
+    rows <= t - horizon are unchanged, and the perturbation does reach later rows."""
+    from lobseq.sources import read_lobster
+
+    work = tmp_path / "perturbed_src"
+    work.mkdir()
+    for f in sorted(sim_dir.iterdir()):
+        (work / f.name).write_bytes(f.read_bytes())
+    before = ingest([work], tmp_path / "before", _cfg(), log=lambda m: None)
+    seg = read_lobster([work])[0]
+    t = len(seg.frame) // 2
+    # Perturb sizes on the first day's rows after t (prices untouched keeps the book valid).
+    ob = next(p for p in sorted(work.iterdir()) if "orderbook" in p.name)
+    book = pd.read_csv(ob, header=None).to_numpy()
+    later = book[t + 1 :]
+    sizes, prices = later[:, 1::2], later[:, 0::2]
+    sizes[sizes > 0] = sizes[sizes > 0] * 3 + 7
+    prices[np.abs(prices) < 9_999_999_999] += 100  # +1 cent on both sides: still uncrossed
+    later[:, 1::2], later[:, 0::2] = sizes, prices
+    book[t + 1 :] = later
+    pd.DataFrame(book).to_csv(ob, header=False, index=False)
+    after = ingest([work], tmp_path / "after", _cfg(), log=lambda m: None)
+    fa, fb = np.asarray(after.features), np.asarray(before.features)
+    np.testing.assert_array_equal(fa[: t + 1], fb[: t + 1])
+    np.testing.assert_array_equal(after.labels[: t + 1 - 5], before.labels[: t + 1 - 5])
+    assert not np.array_equal(fa[t + 1 : len(seg.frame)], fb[t + 1 : len(seg.frame)])
+
+
+def test_a_crash_while_writing_leaves_the_previous_dataset(sim_dir, tmp_path, monkeypatch):
+    out = tmp_path / "d"
+    first = ingest([sim_dir], out, _cfg(), log=lambda m: None)
+    import lobseq.store as store
+
+    real_save = np.save
+    calls = {"n": 0}
+
+    def failing_save(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_save(*a, **k)
+
+    monkeypatch.setattr(store.np, "save", failing_save)
+    with pytest.raises(KeyboardInterrupt):
+        ingest([sim_dir], out, _cfg(horizon=7), log=lambda m: None)
+    monkeypatch.undo()
+    again = load_dataset(out)
+    assert again.hash == first.hash
+    assert [p.name for p in tmp_path.iterdir()] == ["d"]  # no temp dirs left behind
+
+
+def test_a_file_too_short_for_one_window_is_rejected(sim_dir, tmp_path):
+    with pytest.raises(LobseqError, match="too short for one window"):
+        ingest([sim_dir], tmp_path / "d", _cfg(window=5000), log=lambda m: None)
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_horizon_that_leaves_no_labelled_rows_is_rejected(sim_dir, tmp_path):
+    with pytest.raises(LobseqError, match="no labelled rows"):
+        ingest([sim_dir], tmp_path / "d", _cfg(horizon=4000), log=lambda m: None)
+
+
+def test_unknown_feature_name_is_rejected(sim_dir, tmp_path):
+    with pytest.raises(LobseqError, match="no_such_feature"):
+        ingest([sim_dir], tmp_path / "d", _cfg(features=["mid", "no_such_feature"]),
+               log=lambda m: None)
+
+
+def test_unknown_label_method_is_rejected(sim_dir, tmp_path):
+    with pytest.raises(LobseqError, match="label"):
+        ingest([sim_dir], tmp_path / "d", _cfg(label="sideways"), log=lambda m: None)
+
+
+def test_embargo_shorter_than_window_plus_horizon_is_rejected(sim_dir, tmp_path):
+    with pytest.raises(LobseqError, match="embargo"):
+        ingest([sim_dir], tmp_path / "d", _cfg(embargo=3), log=lambda m: None)
+
+
+def test_bars_ingest_next_day_direction(tmp_path):
+    raw = tmp_path / "bars"
+    simulate_bars(raw, symbols=("AAA", "BBB"), days=300, seed=1)
+    ds = ingest([raw], tmp_path / "d",
+                IngestConfig(format="bars", window=10, horizon=1, n_classes=2,
+                             split_dates=None), log=lambda m: None)
+    assert ds.n_classes == 2 and set(np.unique(ds.labels[ds.ends["train"]])) <= {0, 1}
+    close = ds.prices[:, 0]
+    t = ds.ends["train"][5]
+    assert ds.labels[t] == int(close[t + 1] > close[t])
+
+
+@pytest.mark.skipif(not SHARED_LOBSTER.is_dir(), reason="../shared/data/lobster is absent (real AMZN sample)")
+def test_real_amzn_sample_ingests(tmp_path):
+    ds = ingest([SHARED_LOBSTER], tmp_path / "amzn",
+                IngestConfig(format="lobster", window=50, horizon=10), log=lambda m: None)
+    assert ds.manifest["n_rows"] == 57_515
+    assert ds.prices[0, 2] == pytest.approx(223.95)
