@@ -109,7 +109,7 @@ def _diagnose(path: Path) -> None:
                         file=path,
                         row=number,
                         field=field,
-                        fix="fix or remove the cell",
+                        fix="correct the cell",
                     ) from None
                 if not np.isfinite(value):
                     raise LobseqError(

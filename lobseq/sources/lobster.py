@@ -135,7 +135,7 @@ def _read_pair(ticker: str, day: str, levels: int, message: Path, orderbook: Pat
     bad = first_index(time[1:] < time[:-1])
     if bad is not None:
         raise LobseqError(
-            f"time goes backwards ({time[bad + 1]!r} after {time[bad]!r})",
+            f"time goes backwards ({float(time[bad + 1])} after {float(time[bad])})",
             file=message,
             row=data_line_number(message, bad + 1, msg_skip),
             field="time",
@@ -149,7 +149,7 @@ def _read_pair(ticker: str, day: str, levels: int, message: Path, orderbook: Pat
     bad = first_index(is_halt_msg & ~np.isin(flag, (HALT, QUOTING, RESUME)))
     if bad is not None:
         raise LobseqError(
-            f"trading-halt message (type 7) has price {flag[bad]!r}; LOBSTER writes -1 "
+            f"trading-halt message (type 7) has price {float(flag[bad]):g}; LOBSTER writes -1 "
             "(halt), 0 (quoting) or 1 (resume)",
             file=message,
             row=data_line_number(message, bad, msg_skip),
@@ -250,7 +250,7 @@ def _diagnose(path: Path, types: dict[str, pa.DataType], skip: int, shape_hint: 
                         file=path,
                         row=number,
                         field=name,
-                        fix="fix or remove the cell",
+                        fix="correct the cell",
                     ) from None
 
 
@@ -271,7 +271,7 @@ def _column(table: pa.Table, name: str, path: Path, skip: int) -> np.ndarray:
         bad = first_index(~np.isfinite(values))
         if bad is not None:
             raise LobseqError(
-                f"value {values[bad]!r} is not a finite number",
+                f"value {float(values[bad])} is not a finite number",
                 file=path,
                 row=data_line_number(path, bad, skip),
                 field=name,
