@@ -331,17 +331,24 @@ def returns(frame: pd.DataFrame, lags: tuple[int, ...]) -> dict[str, np.ndarray]
 @register("realized_vol", kind="book", windows=(20, 100))
 def realized_vol(frame: pd.DataFrame, windows: tuple[int, ...]) -> dict[str, np.ndarray]:
     """Sample std (ddof=1) of the 1-event log mid returns over the last n
-    events -> ``realized_vol_n`` (per event, not annualized; n >= 2)."""
+    events -> ``realized_vol_n`` (per event, not annualized; n >= 2).
+
+    Returns missing because a side was briefly empty are skipped (at least
+    half the window must be there), so one gap does not void n rows; the
+    first n rows are NaN.
+    """
     ns = check_lags(windows, "realized_vol", "windows", minimum=2)
     book_levels(frame)
     lm = _log_mid(frame)
     r1 = np.full(len(lm), np.nan)
     r1[1:] = np.diff(lm)
     series = pd.Series(r1)
-    return {
-        f"realized_vol_{n}": series.rolling(n, min_periods=n).std(ddof=1).to_numpy()
-        for n in ns
-    }
+    out: dict[str, np.ndarray] = {}
+    for n in ns:
+        vol = series.rolling(n, min_periods=max(2, n // 2)).std(ddof=1).to_numpy(copy=True)
+        vol[:n] = np.nan
+        out[f"realized_vol_{n}"] = vol
+    return out
 
 
 __all__ = ["book_levels", "order_flow_events"]
