@@ -18,7 +18,14 @@ import numpy as np
 import pandas as pd
 
 from lobseq.errors import LobseqError
-from lobseq.sources.segment import Paths, Segment, book_columns, expand_paths, require_nonempty
+from lobseq.sources.segment import (
+    Paths,
+    Segment,
+    book_columns,
+    expand_paths,
+    first_index,
+    require_nonempty,
+)
 
 N_ROWS = 149
 LEVELS = 10
@@ -47,88 +54,81 @@ def read_fi2010(paths: Paths) -> list[Segment]:
 
 def _read_file(path: Path) -> Segment:
     require_nonempty(path)
-    try:
-        values = pd.read_csv(path, sep=r"\s+", header=None, dtype=np.float64, engine="c").to_numpy()
-    except (ValueError, pd.errors.ParserError):
-        values = None
-    if values is None or not _looks_valid(values):
-        _diagnose(path)  # raises with the exact row and column
-        raise LobseqError("cannot read as an FI-2010 file", file=path, fix=SHAPE_FIX)
-
-    events = values.T  # (n_events, 149)
-    data: dict[str, np.ndarray] = {
-        "timestamp": np.arange(len(events), dtype=np.int64).view("datetime64[ns]")
-    }
-    for j, name in enumerate(book_columns(LEVELS)):
-        data[name] = events[:, j]
-    for j, name in enumerate(FEATURE_NAMES, start=BOOK_ROWS):
-        data[name] = events[:, j]
+    matrix = _parse(path)  # (149, n_events)
+    n_events = matrix.shape[1]
+    # One contiguous float block for the 144 feature rows, then the int8 labels.
+    frame = pd.DataFrame(
+        np.ascontiguousarray(matrix[:144].T), columns=book_columns(LEVELS) + FEATURE_NAMES
+    )
+    frame.insert(0, "timestamp", np.arange(n_events, dtype=np.int64).view("datetime64[ns]"))
     for j, name in enumerate(LABEL_NAMES, start=144):
-        data[name] = events[:, j].astype(np.int8)
-    frame = pd.DataFrame(data)  # one consolidated copy, C-contiguous per column block
+        frame[name] = matrix[j].astype(np.int8)
     return Segment(path.stem, "", "book", frame, (str(path),))
 
 
-def _looks_valid(values: np.ndarray) -> bool:
-    return (
-        values.shape[0] == N_ROWS
-        and values.shape[1] > 0
-        and bool(np.isfinite(values).all())
-        and bool(np.isin(values[144:], LABEL_CODES).all())
-    )
+def _parse(path: Path) -> np.ndarray:
+    """The file as a (149, n_events) float64 matrix; raises about the first bad line.
 
-
-def _diagnose(path: Path) -> None:
-    """Scan the file line by line and raise about its first problem (error path only)."""
-    width = None
-    row = 0
+    One Python step per file row (149 of them), each row converted in C.
+    """
+    rows: list[np.ndarray] = []
     with open(path, encoding="utf-8", errors="replace") as fh:
         for number, line in enumerate(fh, start=1):
             cells = line.split()
             if not cells:
                 continue
-            row += 1
+            row = len(rows) + 1
             if row > N_ROWS:
                 raise LobseqError(f"more than {N_ROWS} rows", file=path, row=number, fix=SHAPE_FIX)
-            if width is None:
-                width = len(cells)
-            elif len(cells) != width:
+            if rows and len(cells) != len(rows[0]):
                 raise LobseqError(
-                    f"row has {len(cells)} columns but the first row has {width}",
+                    f"row has {len(cells)} columns but the first row has {len(rows[0])}",
                     file=path,
                     row=number,
                     fix=SHAPE_FIX,
                 )
-            field = _row_name(row)
-            for column, cell in enumerate(cells, start=1):
-                try:
-                    value = float(cell)
-                except ValueError:
-                    raise LobseqError(
-                        f"column {column}: {cell!r} is not a number",
-                        file=path,
-                        row=number,
-                        field=field,
-                        fix="correct the cell",
-                    ) from None
-                if not np.isfinite(value):
-                    raise LobseqError(
-                        f"column {column}: {cell!r} is not a finite number",
-                        file=path,
-                        row=number,
-                        field=field,
-                        fix="FI-2010 files have no gaps; re-download the file",
-                    )
-                if row > 144 and value not in LABEL_CODES:
-                    raise LobseqError(
-                        f"column {column}: label {cell!r} is not 1 (up), 2 (stationary) or 3 (down)",
-                        file=path,
-                        row=number,
-                        field=field,
-                        fix="re-download the file; labels are 1, 2 or 3",
-                    )
-    if row != N_ROWS:
-        raise LobseqError(f"file has {row} rows, expected {N_ROWS}", file=path, fix=SHAPE_FIX)
+            rows.append(_parse_row(cells, path, number, _row_name(row), is_label=row > 144))
+    if len(rows) != N_ROWS:
+        raise LobseqError(f"file has {len(rows)} rows, expected {N_ROWS}", file=path, fix=SHAPE_FIX)
+    return np.vstack(rows)
+
+
+def _parse_row(cells: list[str], path: Path, number: int, field: str, is_label: bool) -> np.ndarray:
+    try:
+        values = np.array(cells, dtype=np.float64)
+    except ValueError:
+        for column, cell in enumerate(cells, start=1):
+            try:
+                float(cell)
+            except ValueError:
+                raise LobseqError(
+                    f"column {column}: {cell!r} is not a number",
+                    file=path,
+                    row=number,
+                    field=field,
+                    fix="correct the cell",
+                ) from None
+        raise
+    bad = first_index(~np.isfinite(values))
+    if bad is not None:
+        raise LobseqError(
+            f"column {bad + 1}: {cells[bad]!r} is not a finite number",
+            file=path,
+            row=number,
+            field=field,
+            fix="FI-2010 files have no gaps; re-download the file",
+        )
+    if is_label:
+        bad = first_index(~np.isin(values, LABEL_CODES))
+        if bad is not None:
+            raise LobseqError(
+                f"column {bad + 1}: label {cells[bad]!r} is not 1 (up), 2 (stationary) or 3 (down)",
+                file=path,
+                row=number,
+                field=field,
+                fix="re-download the file; labels are 1, 2 or 3",
+            )
+    return values
 
 
 def _row_name(row: int) -> str:
