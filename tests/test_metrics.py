@@ -143,3 +143,25 @@ def test_bootstrap_is_reproducible_and_chunking_does_not_change_it():
     a = block_bootstrap_ci(y, p.argmax(1), n_boot=100, seed=4)
     b = block_bootstrap_ci(y, p.argmax(1), n_boot=100, seed=4, chunk_rows=300 * 7)
     assert a == b
+
+
+def test_reliability_table_bins_predicted_class_confidence():
+    from lobseq.plots import reliability_table
+
+    p = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.4, 0.6]])
+    y = np.array([0, 1, 1, 1])
+    (_, mean_p, freq, count), = reliability_table(y, p, n_bins=5)
+    # bins [0.6, 0.8): 0.7, 0.6 both right; [0.8, 1.0]: 0.9 right, 0.8 wrong
+    assert mean_p == pytest.approx([0.65, 0.85])
+    assert freq.tolist() == [1.0, 0.5] and count.tolist() == [2, 2]
+
+
+def test_confusion_and_reliability_plots_write_pngs(tmp_path):
+    from lobseq.plots import plot_confusion_matrix, plot_reliability
+
+    y, p = _random_case()
+    fig = plot_confusion_matrix(confusion_matrix(y, p.argmax(1), 3), ["down", "stat", "up"],
+                                tmp_path / "cm.png")
+    plot_reliability(y, p, tmp_path / "rel.png", mode="one_vs_rest")
+    assert fig.axes and (tmp_path / "cm.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "rel.png").stat().st_size > 1000
