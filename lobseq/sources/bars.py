@@ -11,11 +11,14 @@ table rows for Parquet.
 
 from __future__ import annotations
 
+import csv
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from lobseq.errors import LobseqError
 from lobseq.sources.segment import (
@@ -102,7 +105,7 @@ def _read_file(path: Path, symbol_column: str) -> list[Segment]:
         bad = first_index(blank.to_numpy())
         if bad is not None:
             raise LobseqError("missing symbol", file=path, row=row_of(bad), field=symbol)
-    _check_order(out["timestamp"], symbols, path, row_of)
+    _check_order(out["timestamp"], symbols, str(columns["timestamp"]), path, row_of)
 
     segments = []
     for sym, frame in out.groupby(symbols.to_numpy(), sort=True):
@@ -111,23 +114,37 @@ def _read_file(path: Path, symbol_column: str) -> list[Segment]:
 
 
 def _read_csv(path: Path):
+    """All cells as text (converted and checked per column later), one row per data line."""
     require_nonempty(path)
+    with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+        header = next(csv.reader(fh), [])
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise LobseqError("empty file", file=path) from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        line = re.search(r"line (\d+)", str(exc))
-        raise LobseqError(
-            f"cannot parse as CSV ({str(exc).strip().splitlines()[-1]})",
-            file=path,
-            row=int(line.group(1)) if line else None,
-            fix="every row needs as many cells as the header",
-        ) from None
-    short = first_index((table == "").all(axis=1).to_numpy()) if not table.empty else None
-    if short is not None:
-        raise LobseqError("row has no values", file=path, row=data_line_number(path, short, 1))
+        table = pacsv.read_csv(
+            path,
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(header, pa.string()),
+                strings_can_be_null=False,
+                null_values=[],
+            ),
+        ).to_pandas()
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        _diagnose_csv(path, len(header))
+        raise LobseqError(f"cannot parse as CSV ({exc})", file=path) from None
     return table, lambda i: data_line_number(path, i, 1)
+
+
+def _diagnose_csv(path: Path, width: int) -> None:
+    """Raise about the first row whose cell count differs from the header (error path only)."""
+    with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+        reader = csv.reader(fh)
+        for cells in reader:
+            if cells and len(cells) != width:
+                raise LobseqError(
+                    f"row has {len(cells)} cells but the header has {width}",
+                    file=path,
+                    row=reader.line_num,
+                    fix="every row needs as many cells as the header",
+                )
 
 
 def _read_parquet(path: Path):
@@ -211,22 +228,30 @@ def _numbers(column: pd.Series, canon: str, path: Path, row_of) -> np.ndarray:
         else:
             problem = f"missing, NaN or infinite value ({text!r})"
         raise LobseqError(
-            problem, file=path, row=row_of(bad), field=str(column.name), fix="fix or remove the row"
+            problem,
+            file=path,
+            row=row_of(bad),
+            field=str(column.name),
+            fix="correct the cell or drop the row",
         )
     return values
 
 
-def _check_order(dates: pd.Series, symbols: pd.Series, path: Path, row_of) -> None:
+def _check_order(dates: pd.Series, symbols: pd.Series, field: str, path: Path, row_of) -> None:
     """Dates must strictly increase per symbol, in file order."""
     previous = dates.groupby(symbols.to_numpy()).shift()
     bad = first_index((dates <= previous).to_numpy())
     if bad is None:
         return
-    when, before, symbol = dates.iloc[bad], previous.iloc[bad], symbols.iloc[bad]
+    when, before, symbol = _day(dates.iloc[bad]), _day(previous.iloc[bad]), symbols.iloc[bad]
     if when == before:
         problem = f"date {when} appears twice for {symbol}"
     else:
         problem = f"date {when} comes after {before} for {symbol}: dates go backwards"
     raise LobseqError(
-        problem, file=path, row=row_of(bad), field="date", fix="one row per date, oldest first"
+        problem, file=path, row=row_of(bad), field=field, fix="one row per date, oldest first"
     )
+
+
+def _day(when: pd.Timestamp) -> str:
+    return when.strftime("%Y-%m-%d") if when == when.normalize() else str(when)
