@@ -107,7 +107,7 @@ def build_arrays(segments: Sequence, cfg: IngestConfig, log: Callable[[str], Non
         specs = cfg.features
         if specs is None:
             levels = sum(1 for c in frame.columns if c.startswith("ask_price_")) or None
-            specs = feats.default_features(seg.kind, levels)
+            specs = feats.default_features(seg.kind, levels, messages="event_type" in frame.columns)
         x, seg_names = feats.compute_features(frame, specs, seg.kind)
         if names is None:
             names = seg_names
@@ -130,7 +130,10 @@ def build_arrays(segments: Sequence, cfg: IngestConfig, log: Callable[[str], Non
         seg_info.append({"instrument": seg.instrument, "day": seg.day, "rows": n,
                          "labelled": int((lab >= 0).sum())})
         log(f"  {seg.instrument} {seg.day or ''}: {n:,} rows, {int((lab >= 0).sum()):,} labelled".rstrip())
-    arrays = {k: np.concatenate(v) for k, v in parts.items()}
+        del frame
+        seg.frame = None  # the raw frame is the largest object: let it go as soon as used
+    # One segment needs no concatenation (and no second copy of the matrix).
+    arrays = {k: v[0] if len(v) == 1 else np.concatenate(v) for k, v in parts.items()}
     if not (arrays["labels"] >= 0).any():
         raise LobseqError(
             f"horizon {cfg.horizon} leaves no labelled rows",

@@ -155,7 +155,9 @@ def compute_features(
                     field="features",
                     fix=f"request {feature.name!r} once (merge its parameters into one spec)",
                 )
-            values = np.asarray(values)
+            # float32 at once: holding every column in float64 until the end
+            # would double ingest's peak memory.
+            values = np.asarray(values, dtype=np.float32)
             if values.shape != (n,):
                 raise RuntimeError(
                     f"feature {feature.name!r} column {col!r} has shape {values.shape}, "
