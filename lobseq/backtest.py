@@ -169,10 +169,10 @@ def risk_metrics(period_pnl: np.ndarray, periods_per_year: float) -> dict[str, f
     std = float(r.std(ddof=1)) if r.size > 1 else 0.0
     downside = float(np.sqrt(np.mean(np.minimum(r, 0.0) ** 2))) if r.size else 0.0
     return {
-        "annualized_return": mean * periods_per_year,
-        "annualized_volatility": std * k,
-        "sharpe": _ratio(mean, std) * k,
-        "sortino": _ratio(mean, downside) * k,
+        "annualized_return": float(mean * periods_per_year),
+        "annualized_volatility": float(std * k),
+        "sharpe": float(_ratio(mean, std) * k),
+        "sortino": float(_ratio(mean, downside) * k),
     }
 
 

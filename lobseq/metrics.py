@@ -180,7 +180,7 @@ def block_bootstrap_ci(
     *,
     n_classes: int | None = None,
     horizon: int | None = None,
-    chunk_rows: int = 20_000_000,
+    chunk_rows: int = 5_000_000,
 ) -> dict[str, float]:
     """Circular block bootstrap interval for a count-based metric of predictions.
 

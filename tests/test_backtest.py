@@ -183,6 +183,11 @@ def test_hit_rate_counts_closed_trades_only():
     assert not r.trades.closed.iloc[-1]
 
 
+def test_metrics_are_plain_python_numbers():
+    m = run_backtest([1, 0, 0, 0, 0], MID).metrics
+    assert all(type(v) in (int, float) for v in m.values())
+
+
 def test_exposure_and_turnover():
     r = run_backtest([1, 0, 0, 0, 0], MID, horizon=2)  # in the market at rows 1, 2
     assert r.metrics["exposure"] == pytest.approx(2 / 5)
