@@ -116,6 +116,14 @@ def test_header_rows_are_tolerated(tmp_path):
     assert frame["time"].iloc[0] == pytest.approx(34200.000000001)
 
 
+def test_first_row_with_one_bad_cell_is_not_taken_for_a_header(tmp_path):
+    messages = list(MESSAGES)
+    messages[0] = "34200.000000001,new,1,100,1000000,1"
+    msg, _ = write_pair(tmp_path, messages, BOOK_2)
+    err = error_of(tmp_path)
+    assert (err.file, err.row, err.field) == (str(msg), 1, "event_type")
+
+
 def test_many_days_and_tickers_sort_by_day_then_ticker(tmp_path):
     write_pair(tmp_path, MESSAGES, BOOK_2, stem="ZZZ_2024-01-02_34200000_57600000")
     write_pair(tmp_path, MESSAGES, BOOK_2, stem="AAA_2024-01-03_34200000_57600000")

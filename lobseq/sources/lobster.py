@@ -6,8 +6,8 @@ and `..._orderbook_L.csv`; row i of the orderbook is the book after message i.
 Decisions (see LOBSTER_SampleFiles_ReadMe.txt for the format):
 - Prices are dollars × 10,000 in the files and dollars in the frame.
 - Empty levels (ask 9999999999, bid -9999999999) become price NaN, size 0.
-- A header row is tolerated: a first line whose first cell is not a number
-  is skipped (error rows still count it, they are file line numbers).
+- A header row is tolerated: a first line in which no cell is a number is
+  skipped (error rows still count it: they are file line numbers).
 - Trading halts (message type 7) are kept as rows: LOBSTER writes the
   preceding book state again for them, so the book columns repeat and no
   book update happens. Their message `price` (a flag: -1 halt, 0 quoting,
@@ -213,14 +213,20 @@ def _parse(path: Path, types: dict[str, pa.DataType], shape_hint: str) -> tuple[
 
 
 def _header_lines(path: Path) -> int:
-    """1 when the first line is a header (its first cell is not a number), else 0."""
-    with open(path, encoding="utf-8", errors="replace") as fh:
+    """1 when the first line is a header (none of its cells is a number), else 0.
+
+    A data row with one bad cell is not taken for a header: it fails parsing
+    and is reported, instead of being skipped silently.
+    """
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:
         first = fh.readline()
-    try:
-        float(first.split(",", 1)[0])
-    except ValueError:
-        return 1
-    return 0
+    for cell in first.split(","):
+        try:
+            float(cell)
+        except ValueError:
+            continue
+        return 0
+    return 1
 
 
 def _diagnose(path: Path, types: dict[str, pa.DataType], skip: int, shape_hint: str) -> None:
