@@ -461,7 +461,8 @@ def simulate_lobster(
         for date in dates:
             day = _simulate_day(rng, events, levels, mid_tick, next_id)
             next_id, mid_tick = day.next_id, day.last_mid
-            ns = SESSION_START_NS + np.floor(day.times * SESSION_NS).astype(np.int64)
+            offset = np.floor(day.times * SESSION_NS).astype(np.int64)
+            ns = SESSION_START_NS + np.minimum(offset, SESSION_NS - 1)  # stay before 16:00
             msgs = day.msgs
             message = pa.table({
                 "time": _seconds_text(ns),

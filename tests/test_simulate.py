@@ -177,7 +177,8 @@ def test_touch_imbalance_predicts_the_next_mid_move(book):
     usable = (nxt < len(changes)) & (imbalance != 0)
     move = np.sign(mid[changes[nxt[usable]]] - mid[usable])
     hit_rate = np.mean(np.sign(imbalance[usable]) == move)
-    assert hit_rate > 0.55
+    # Queue depletion alone gives ~0.58; the queue-reactive market orders lift it to ~0.70.
+    assert hit_rate > 0.62
 
 
 def test_mid_price_moves_often_enough_to_learn_from(book):
