@@ -1,0 +1,145 @@
+"""MLflow tracking: store location, what a run records, KILLED/FAILED runs, registration."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lobseq.tracking import flatten, run_name, tracking_uri
+from lobseq.train import TrainConfig
+
+TINY = dict(model="gru", hyper={"units": 8}, epochs=2, batch_size=128, max_train_windows=600)
+
+
+def test_default_store_is_sqlite_under_mlruns(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking_uri() == "sqlite:///mlruns/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
+    assert tracking_uri() == "sqlite:///elsewhere.db"
+
+
+@pytest.mark.parametrize("user, expected", [(None, "true"), ("false", "false")])
+def test_telemetry_is_off_unless_the_user_turned_it_on(user, expected):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_DISABLE_TELEMETRY"}
+    if user is not None:
+        env["MLFLOW_DISABLE_TELEMETRY"] = user
+    code = "import os, lobseq.tracking; print(os.environ['MLFLOW_DISABLE_TELEMETRY'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == expected
+
+
+def test_flatten_nests_with_dots_and_writes_lists_as_json():
+    assert flatten("data", {"window": 10, "features": None, "fractions": [0.7, 0.3],
+                            "x": {"y": "z"}}) == {
+        "data.window": "10", "data.features": "null", "data.fractions": "[0.7,0.3]", "data.x.y": "z"}
+
+
+def test_run_name_is_model_dataset_timestamp():
+    assert run_name("lstm", "sim", 0).startswith("lstm-sim-19")
+
+
+@pytest.mark.slow
+def test_run_records_config_metrics_dataset_and_artifacts(lobster_dataset, tmp_path, monkeypatch):
+    import mlflow
+
+    from lobseq.tracking import train_and_log
+
+    monkeypatch.chdir(tmp_path)  # the default store: ./mlruns
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    run_id = train_and_log(lobster_dataset.path, TrainConfig(**TINY), register="tiny", log=lambda _: None)
+
+    assert (tmp_path / "mlruns" / "mlflow.db").is_file()
+    run = mlflow.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name.startswith("gru-sim-")
+    exp = mlflow.get_experiment(run.info.experiment_id)
+    assert exp.name == "sim"
+    assert Path(exp.artifact_location.removeprefix("file://")).is_relative_to(tmp_path / "mlruns")
+
+    p, m, t = run.data.params, run.data.metrics, run.data.tags
+    assert p["data.window"] == "10" and p["data.horizon"] == "5" and p["model.units"] == "8"
+    assert p["model.name"] == "gru" and p["train.epochs"] == "2" and p["train.seed"] == "0"
+    assert t["dataset"] == "sim" and t["dataset_hash"] == lobster_dataset.hash
+    assert t["lobseq_version"] and "git_commit" in t  # the test runs inside the repo
+    for split in ("val", "test"):
+        for key in ("accuracy", "macro_f1", "mcc", "cohen_kappa", "log_loss", "precision_up",
+                    "recall_down", "f1_stationary"):
+            assert f"{split}_{key}" in m
+    history = mlflow.MlflowClient().get_metric_history(run_id, "epoch_val_loss")
+    assert [h.step for h in history] == [0, 1]
+    assert "epoch_train_accuracy" in m
+
+    inputs = run.inputs.dataset_inputs
+    assert len(inputs) == 1 and inputs[0].dataset.name == "sim"
+    assert inputs[0].dataset.digest == lobster_dataset.hash[:36]
+
+    files = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
+    files |= {a.path for d in ("plots", "dataset") for a in mlflow.MlflowClient().list_artifacts(run_id, d)}
+    assert {"plots/confusion_matrix_val.png", "plots/confusion_matrix_test.png",
+            "plots/learning_curves.png", "classification_report.json",
+            "dataset/manifest.json"} <= files
+    report = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/classification_report.json")
+    assert report["class_names"] == ["down", "stationary", "up"]
+    assert sum(map(sum, report["test"]["confusion_matrix"])) == m["test_n"]
+    manifest = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="dataset/manifest.json")
+    assert json.loads(Path(manifest).read_text())["name"] == "sim"
+
+    versions = mlflow.MlflowClient().search_model_versions("name='tiny'")
+    assert [v.run_id for v in versions] == [run_id]
+
+
+class _Boom(Exception):
+    pass
+
+
+def _raising(exc):
+    import keras
+
+    class Raise(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise exc
+
+    return Raise()
+
+
+@pytest.fixture(scope="module")
+def shared_store(tmp_path_factory):
+    """One store for several tests (creating a sqlite store costs seconds)."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        yield uri
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("exc, status", [(KeyboardInterrupt(), "KILLED"), (_Boom("crash"), "FAILED")])
+def test_interrupted_or_crashed_run_ends_killed_or_failed_and_registers_nothing(
+        lobster_dataset, shared_store, exc, status):
+    import mlflow
+
+    from lobseq.tracking import train_and_log
+
+    with pytest.raises(type(exc)):
+        train_and_log(lobster_dataset.path, TrainConfig(**{**TINY, "epochs": 1}), experiment=status,
+                      register="never", callbacks=[_raising(exc)], log=lambda _: None)
+    assert mlflow.active_run() is None
+    runs = mlflow.search_runs(experiment_names=[status], output_format="list")
+    assert [r.info.status for r in runs] == [status]
+    assert mlflow.MlflowClient().search_registered_models() == []
+
+
+def test_unknown_hyperparameter_fails_before_a_run_exists(lobster_dataset, mlflow_store):
+    from lobseq.errors import LobseqError
+    from lobseq.tracking import train_and_log
+
+    with pytest.raises(LobseqError, match="unknown hyperparameter"):
+        train_and_log(lobster_dataset.path, TrainConfig(model="gru", hyper={"unitz": 1}),
+                      log=lambda _: None)
+    assert not Path(mlflow_store.removeprefix("sqlite:///")).exists()
