@@ -1,0 +1,196 @@
+import pytest
+
+from lobseq import registry
+from lobseq.errors import LobseqError
+from lobseq.registry import PromotionRule, decide
+
+# ------------------------------------------------------------ the rule (pure)
+
+
+def test_first_run_without_champion_promotes():
+    assert decide({"macro_f1": 0.3}, None, PromotionRule()).promote
+
+
+def test_worse_challenger_is_not_promoted():
+    assert not decide({"macro_f1": 0.40}, {"macro_f1": 0.45}, PromotionRule()).promote
+
+
+def test_better_challenger_is_promoted():
+    assert decide({"macro_f1": 0.50}, {"macro_f1": 0.45}, PromotionRule()).promote
+
+
+def test_gain_within_margin_is_not_enough():
+    assert not decide({"macro_f1": 0.46}, {"macro_f1": 0.45}, PromotionRule(margin=0.02)).promote
+
+
+def test_gain_inside_champion_interval_is_not_enough_with_require_ci():
+    champ = {"macro_f1": 0.45, "macro_f1_ci_low": 0.40, "macro_f1_ci_high": 0.52}
+    assert not decide({"macro_f1": 0.50}, champ, PromotionRule(require_ci=True)).promote
+
+
+def test_gain_beyond_champion_interval_promotes_with_require_ci():
+    champ = {"macro_f1": 0.45, "macro_f1_ci_low": 0.40, "macro_f1_ci_high": 0.48}
+    assert decide({"macro_f1": 0.50}, champ, PromotionRule(require_ci=True)).promote
+
+
+def test_lower_is_better_metric_promotes_the_smaller_loss():
+    assert decide({"log_loss": 0.9}, {"log_loss": 1.0}, PromotionRule(metric="log_loss")).promote
+
+
+def test_missing_metric_is_a_clear_error():
+    with pytest.raises(LobseqError, match="no metric 'sharpe'"):
+        decide({"macro_f1": 0.5}, None, PromotionRule(metric="sharpe"))
+
+
+# ------------------------------------------------------------ registry (MLflow)
+
+
+@pytest.fixture(scope="module")
+def _store(tmp_path_factory):
+    """One temporary MLflow store per module (creating one costs seconds)."""
+    with pytest.MonkeyPatch.context() as mp:
+        yield _make_store(tmp_path_factory.mktemp("mlflow"), mp)
+
+
+@pytest.fixture()
+def store(_store, request, monkeypatch):
+    """The module's store; each test gets its own registered model name as `NAME`."""
+    global NAME
+    NAME = "m_" + request.node.name[:50]
+    monkeypatch.chdir(_store[1])
+    return _store[0]
+
+
+def _make_store(tmp_path, monkeypatch):
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    mlflow.set_registry_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    c = mlflow.MlflowClient()
+
+    def fake_register(model_uri, name, tags=None):
+        try:
+            c.create_registered_model(name)
+        except mlflow.exceptions.MlflowException:
+            pass
+        return str(c.create_model_version(name, source=model_uri, tags=tags).version)
+
+    monkeypatch.setattr(registry, "register", fake_register)
+    return c, tmp_path
+
+
+NAME = "m"
+
+
+def _challenge(score, champion_score=None, **kw):
+    return registry.champion_challenger(
+        NAME, f"runs:/{score}/model", {"macro_f1": score},
+        evaluate=lambda uri: {"macro_f1": champion_score}, rule=PromotionRule(), log=lambda m: None,
+        **kw)
+
+
+def test_first_challenge_sets_champion(store):
+    _challenge(0.4)
+    assert registry.champion_version(NAME, store) == "1"
+
+
+def test_worse_challenger_leaves_the_alias(store):
+    _challenge(0.4)
+    _challenge(0.3, champion_score=0.4)
+    assert registry.champion_version(NAME, store) == "1"
+
+
+def test_better_challenger_moves_the_alias(store):
+    _challenge(0.4)
+    _challenge(0.5, champion_score=0.4)
+    assert registry.champion_version(NAME, store) == "2"
+
+
+def test_decision_and_both_scores_are_tagged_on_the_version(store):
+    _challenge(0.4)
+    _challenge(0.3, champion_score=0.4)
+    tags = store.get_model_version(NAME, "2").tags
+    assert (tags["lobseq.decision"], tags["lobseq.challenger_score"], tags["lobseq.champion_score"]) \
+        == ("kept_champion", "0.3", "0.4")
+
+
+def test_failure_while_scoring_the_champion_leaves_the_alias(store):
+    _challenge(0.4)
+
+    def boom(uri):
+        raise RuntimeError("evaluation crashed")
+
+    with pytest.raises(RuntimeError):
+        registry.champion_challenger(NAME, "runs:/x/model", {"macro_f1": 0.9}, evaluate=boom,
+                                     rule=PromotionRule(), log=lambda m: None)
+    assert registry.champion_version(NAME, store) == "1"
+
+
+def test_failure_after_the_decision_leaves_the_alias(store):
+    _challenge(0.4)
+
+    def crash(decision):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _challenge(0.9, champion_score=0.4, on_decision=crash)
+    assert registry.champion_version(NAME, store) == "1"
+
+
+def test_promotion_remembers_previous_champion(store):
+    _challenge(0.4)
+    _challenge(0.5, champion_score=0.4)
+    assert str(registry.version_by_alias(NAME, registry.PREVIOUS, store).version) == "1"
+
+
+def test_rollback_restores_the_previous_champion(store):
+    _challenge(0.4)
+    _challenge(0.5, champion_score=0.4)
+    registry.rollback(NAME, store)
+    assert registry.champion_version(NAME, store) == "1"
+
+
+def test_rollback_steps_back_twice(store):
+    _challenge(0.4)
+    _challenge(0.5, champion_score=0.4)
+    _challenge(0.6, champion_score=0.5)
+    registry.rollback(NAME, store)
+    registry.rollback(NAME, store)
+    assert registry.champion_version(NAME, store) == "1"
+
+
+def test_rollback_without_history_is_an_error(store):
+    _challenge(0.4)
+    with pytest.raises(LobseqError, match="no previous champion"):
+        registry.rollback(NAME, store)
+
+
+def test_manual_promote_of_missing_version_is_an_error(store):
+    _challenge(0.4)
+    with pytest.raises(LobseqError, match="no version 7"):
+        registry.promote(NAME, "7", store)
+
+
+def test_cli_models_promote_then_rollback(store):
+    from click.testing import CliRunner
+
+    from lobseq.cli import cli
+
+    _challenge(0.4)
+    _challenge(0.3, champion_score=0.4)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["models", "promote", NAME, "2"]).exit_code == 0
+    result = runner.invoke(cli, ["models", "rollback", NAME])
+    assert (result.exit_code, registry.champion_version(NAME, store)) == (0, "1"), result.output
+
+
+def test_cli_models_list_shows_the_champion(store):
+    from click.testing import CliRunner
+
+    from lobseq.cli import cli
+
+    _challenge(0.4)
+    result = CliRunner().invoke(cli, ["models", "list", NAME])
+    assert "champion" in result.output, result.output
