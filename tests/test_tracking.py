@@ -143,3 +143,25 @@ def test_unknown_hyperparameter_fails_before_a_run_exists(lobster_dataset, mlflo
         train_and_log(lobster_dataset.path, TrainConfig(model="gru", hyper={"unitz": 1}),
                       log=lambda _: None)
     assert not Path(mlflow_store.removeprefix("sqlite:///")).exists()
+
+
+def test_cli_models_lists_builders_and_defaults():
+    from click.testing import CliRunner
+
+    from lobseq.cli import cli
+
+    out = CliRunner().invoke(cli, ["models"])
+    assert out.exit_code == 0, out.output
+    assert "lstm" in out.output and "units = 64" in out.output and "preset dixon" in out.output
+
+
+def test_cli_train_user_errors_exit_2(lobster_dataset, mlflow_store):
+    from click.testing import CliRunner
+
+    from lobseq.cli import cli
+
+    out = CliRunner().invoke(cli, ["train", str(lobster_dataset.path), "--model", "nope"])
+    assert out.exit_code == 2 and "unknown model 'nope'" in out.output
+    out = CliRunner().invoke(cli, ["train", str(lobster_dataset.path), "--model", "gru",
+                                   "--param", "units"])
+    assert out.exit_code == 2 and "not key=value" in out.output

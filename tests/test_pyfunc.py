@@ -1,0 +1,115 @@
+"""The packaged model: raw rows in, the same probabilities as the Keras model out."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def logged(lobster_dataset, lobster_raw, tmp_path_factory):
+    """A tiny model trained on the simulated day, logged as a pyfunc into a temporary store."""
+    import mlflow
+
+    from lobseq.pyfunc import log_pyfunc
+    from lobseq.sources import read_lobster
+    from lobseq.tracking import configure
+    from lobseq.train import TrainConfig, fit
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        configure()
+        result = fit(lobster_dataset, TrainConfig(model="lstm", hyper={"units": 8}, epochs=1,
+                                                  max_train_windows=500))
+        with mlflow.start_run():
+            info = log_pyfunc(result.model, lobster_dataset)
+        model = mlflow.pyfunc.load_model(info.model_uri)
+        frame = read_lobster(lobster_raw)[0].frame
+        yield {"info": info, "pyfunc": model, "keras": result.model, "frame": frame}
+
+
+def test_pyfunc_matches_keras_on_the_datasets_windows(logged, lobster_dataset):
+    frame, model = logged["frame"], logged["pyfunc"]
+    x, _ = lobster_dataset.arrays("test")
+    ends = lobster_dataset.ends["test"]
+    expected = logged["keras"].predict(x, verbose=0)
+    # The dataset's row numbers are the day's frame rows (one segment).
+    for i in (0, len(ends) // 2, len(ends) - 1):
+        out = model.predict(frame.iloc[: ends[i] + 1])
+        assert len(out) == 1
+        got = out[["p_down", "p_stationary", "p_up"]].to_numpy()[0]
+        np.testing.assert_allclose(got, expected[i], atol=1e-5)
+        assert out["direction"][0] == ("down", "stationary", "up")[int(np.argmax(got))]
+        assert out["horizon"][0] == 5
+        assert out["timestamp"][0] == frame["timestamp"].iloc[ends[i]]
+
+
+def test_all_windows_param_scores_every_complete_window(logged, lobster_dataset):
+    frame, model = logged["frame"], logged["pyfunc"]
+    ends = lobster_dataset.ends["test"]
+    x, _ = lobster_dataset.arrays("test")
+    expected = logged["keras"].predict(x, verbose=0)
+    rows = frame.iloc[: ends[-1] + 1]
+    out = model.predict(rows, params={"all_windows": True})
+    _, out_ends = model.unwrap_python_model().forecaster.windows(rows, all_windows=True)
+    assert len(out) == len(out_ends) and set(ends) <= set(out_ends)  # every dataset window, and more
+    got = out[["p_down", "p_stationary", "p_up"]].to_numpy()[np.isin(out_ends, ends)]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_missing_column_is_a_clear_error(logged):
+    from mlflow.exceptions import MlflowException
+
+    frame = logged["frame"].drop(columns=["bid_size_2"])
+    with pytest.raises(MlflowException, match="bid_size_2"):
+        logged["pyfunc"].predict(frame.iloc[-300:])
+
+
+def test_forecaster_names_missing_columns_and_the_fix(logged):
+    from lobseq.errors import LobseqError
+
+    fc = logged["pyfunc"].unwrap_python_model().forecaster
+    with pytest.raises(LobseqError, match="lacks column.*ask_price_3.*Fix"):
+        fc.predict(logged["frame"].drop(columns=["ask_price_3"]).iloc[-300:])
+
+
+def test_too_few_rows_is_a_clear_error(logged):
+    from mlflow.exceptions import MlflowException
+
+    spec = logged["pyfunc"].unwrap_python_model().forecaster.spec
+    with pytest.raises(MlflowException, match=f"too few rows: 20 given, at least {spec['min_rows']}"):
+        logged["pyfunc"].predict(logged["frame"].iloc[-20:])
+
+
+def test_signature_input_example_and_plain_file_artifacts(logged):
+    import mlflow
+
+    info = logged["info"]
+    sig = info.signature
+    required = {c.name for c in sig.inputs.inputs if c.required}
+    assert {"ask_price_1", "bid_size_5"} <= required and "timestamp" not in required
+    assert [c.name for c in sig.outputs.inputs][-4:] == ["p_stationary", "p_up", "direction", "horizon"]
+    assert sig.params.params[0].name == "all_windows"
+    assert info.saved_input_example_info is not None
+    local = mlflow.artifacts.download_artifacts(info.model_uri)
+    from pathlib import Path
+
+    files = {p.name for p in Path(local).rglob("*") if p.is_file()}
+    assert {"model.keras", "scaler.json", "spec.json", "pyfunc_model.py", "input_example.json"} <= files
+    assert not any(f.endswith((".pkl", ".pickle", ".cloudpickle")) for f in files)
+    spec = json.loads(next(Path(local).rglob("spec.json")).read_text())
+    assert spec["window"] == 10 and spec["levels"] == 5 and spec["class_names"][-1] == "up"
+    # The logged example is a valid input.
+    example = mlflow.models.Model.load(info.model_uri).load_input_example(local)
+    assert len(logged["pyfunc"].predict(example)) == 1
+
+
+def test_forecaster_forward_pass_matches_predict(logged):
+    fc = logged["pyfunc"].unwrap_python_model().forecaster
+    x, ends = fc.windows(logged["frame"].iloc[-400:], all_windows=True)
+    np.testing.assert_allclose(fc.forward(x), logged["keras"].predict(x, verbose=0), atol=1e-5)
