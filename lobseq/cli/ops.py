@@ -1,25 +1,136 @@
-"""Operations commands: demo (and, later, run, predict, serve)."""
+"""Operations commands: run (pipelines), predict, serve, demo; `models list/promote/rollback`.
+
+Exit codes a scheduler can act on: 0 ok, 1 failure (a bug or a crashed
+stage), 2 bad input or settings, 75 another run holds the lock (try later),
+130 interrupted (Ctrl-C or SIGTERM).
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
 from lobseq.cli import cli
 
+EXIT_FAILURE = 1
+UI_HINT = "Open the MLflow UI: lobseq ui   (then http://127.0.0.1:5000)"
+
+
+def _run_pipeline(file: Path, overrides: tuple[str, ...], force: bool) -> None:
+    from lobseq.errors import LobseqError
+    from lobseq.pipeline import load_pipeline, run_pipeline, summary_table
+
+    pipe = load_pipeline(file, overrides)  # bad config: exit 2 before anything runs
+    try:
+        result = run_pipeline(pipe, force=force, log=lambda m: click.echo(m, err=True))
+    except (LobseqError, KeyboardInterrupt):
+        raise  # the group maps these to 2 / 75 / 130
+    except Exception as e:  # noqa: BLE001 - a crashed stage: one line, exit 1, runs marked FAILED
+        click.echo(f"Error: pipeline {pipe.name} failed: {type(e).__name__}: {e}", err=True)
+        sys.exit(EXIT_FAILURE)
+    click.echo(summary_table(result))
+    click.echo(UI_HINT)
+
 
 @cli.command()
-@click.option("--events", type=int, default=60_000, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-def demo(events: int, seed: int) -> None:
-    """The README's main job on the embedded default (simulated LOBSTER data)."""
-    from lobseq.ingest import IngestConfig, ingest, summary
-    from lobseq.simulate import simulate_lobster
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="STAGE.KEY=VALUE",
+              help="Override a setting, e.g. --set train.epochs=3 (repeatable).")
+@click.option("--force", is_flag=True, help="Re-run every stage even if its inputs are unchanged.")
+def run(file, overrides, force):
+    """Run a pipeline file (validated first; unchanged stages are skipped)."""
+    _run_pipeline(file, overrides, force)
 
-    raw = Path("data/raw/demo")
-    paths = simulate_lobster(raw, events=events, levels=10, days=1, seed=seed, ticker="SIM")
-    click.echo(f"Simulated {events:,} events × 10 levels → {raw} ({len(paths)} files)")
-    cfg = IngestConfig(format="lobster", window=50, horizon=10, name="demo")
-    ds = ingest([raw], Path("data/processed/demo"), cfg, log=lambda m: click.echo(m, err=True))
-    click.echo(summary(ds))
+
+@cli.command()
+@click.option("--events", type=int, default=None, help="Override the simulated events per day.")
+@click.option("--force", is_flag=True, help="Re-run every stage.")
+def demo(events, force):
+    """The main job: pipelines/demo.yaml (simulate → ingest → train 5 models → evaluate → register)."""
+    file = Path("pipelines/demo.yaml")
+    if not file.exists():
+        file = Path(__file__).resolve().parents[2] / "pipelines" / "demo.yaml"
+    overrides = (f"simulate.events={events}",) if events else ()
+    _run_pipeline(file, overrides, force)
+
+
+@cli.command()
+@click.argument("model_uri")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["lobster", "fi2010", "bars"]), required=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("predictions.parquet"), show_default=True,
+              help="Output file (.parquet, or .csv).")
+def predict(model_uri, inputs, fmt, out):
+    """Predict every timestamp of raw files that has a full window (e.g. models:/NAME@champion)."""
+    from lobseq.predict import load_model, predict_files
+
+    table = predict_files(load_model(model_uri), inputs, fmt, out)
+    click.echo(f"Wrote {len(table):,} predictions for {table['instrument'].nunique()} instrument(s) "
+               f"to {out}")
+
+
+@cli.command()
+@click.argument("model_uri")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to bind (0.0.0.0 exposes it to the network).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option("--max-bytes", type=click.IntRange(min=1024), default=8 * 1024 * 1024,
+              show_default=True, help="Largest request body accepted (413 above).")
+def serve(model_uri, host, port, max_bytes):
+    """Answer forecasts over HTTP: POST /invocations (MLflow's JSON payload), GET /health, /ready."""
+    from lobseq.serve import serve as run_server
+
+    run_server(model_uri, host=host, port=port, max_bytes=max_bytes, log=click.echo)
+
+
+try:  # the `models` group lives in cli/modeling.py
+    from lobseq.cli.modeling import models
+except ImportError:  # modeling area not there yet
+    models = None
+
+if models is not None:
+
+    @models.command("list")
+    @click.argument("name", required=False)
+    def models_list(name):
+        """Registered versions with their aliases, promotion decisions and scores."""
+        from lobseq import registry, tracking
+
+        tracking.configure()
+        rows = registry.list_versions(name)
+        if not rows:
+            click.echo("No registered models.")
+            return
+        cols = ("name", "version", "aliases", "decision", "score", "champion_score", "created", "run_id")
+        widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
+        click.echo("  ".join(c.ljust(widths[c]) for c in cols))
+        for r in rows:
+            click.echo("  ".join(str(r[c]).ljust(widths[c]) for c in cols))
+
+    @models.command("promote")
+    @click.argument("name")
+    @click.argument("version")
+    def models_promote(name, version):
+        """Make VERSION the champion (the old one is remembered for rollback)."""
+        from lobseq import registry, tracking
+        from lobseq.lock import run_lock
+
+        tracking.configure()
+        with run_lock(Path("mlruns/.locks/registry.lock"), what="registry change"):
+            old = registry.promote(name, version, reason="manual promotion")
+        click.echo(f"{name}@champion: v{old or '-'} → v{version}")
+
+    @models.command("rollback")
+    @click.argument("name")
+    def models_rollback(name):
+        """Move the champion back to the previous champion."""
+        from lobseq import registry, tracking
+        from lobseq.lock import run_lock
+
+        tracking.configure()
+        with run_lock(Path("mlruns/.locks/registry.lock"), what="registry change"):
+            old, new = registry.rollback(name)
+        click.echo(f"{name}@champion: v{old} → v{new}")

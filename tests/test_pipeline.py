@@ -1,0 +1,313 @@
+import json
+import sys
+import types
+
+import pytest
+
+from lobseq import pipeline
+from lobseq.errors import LobseqError
+from lobseq.pipeline import StageType, load_pipeline, run_pipeline
+
+# ------------------------------------------------------------ schema
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    return path
+
+
+GOOD = """\
+name: t
+stages:
+  - name: sim
+    type: simulate
+    with: {out: raw, events: 1000}
+  - name: ingest
+    type: ingest
+    with: {format: lobster, out: ds, window: 5, horizon: 2}
+"""
+
+
+def test_valid_file_loads_with_default_needs(tmp_path):
+    p = load_pipeline(_write(tmp_path, GOOD))
+    assert p.stage("ingest").needs == ["sim"]
+
+
+def test_unknown_key_names_key_and_line(tmp_path):
+    text = GOOD.replace("horizon: 2}", "horizon: 2, windw: 3}")
+    with pytest.raises(LobseqError, match=r"line 8, key 'stages\.1\.with\.windw'"):
+        load_pipeline(_write(tmp_path, text))
+
+
+def test_wrong_type_names_key_and_line(tmp_path):
+    text = GOOD.replace("events: 1000", "events: many")
+    with pytest.raises(LobseqError, match=r"line 5, key 'stages\.0\.with\.events': must be int"):
+        load_pipeline(_write(tmp_path, text))
+
+
+def test_unknown_stage_type_names_line(tmp_path):
+    text = GOOD.replace("type: ingest", "type: ingets")
+    with pytest.raises(LobseqError, match=r"line 7, key 'stages\.1\.type'"):
+        load_pipeline(_write(tmp_path, text))
+
+
+def test_needs_must_name_an_earlier_stage(tmp_path):
+    text = GOOD.replace("    type: simulate\n", "    type: simulate\n    needs: [ingest]\n")
+    with pytest.raises(LobseqError, match=r"line 5, key 'stages\.0\.needs\.0'"):
+        load_pipeline(_write(tmp_path, text))
+
+
+def test_missing_required_key_is_named(tmp_path):
+    text = GOOD.replace("format: lobster, ", "")
+    with pytest.raises(LobseqError, match="missing required key 'format'"):
+        load_pipeline(_write(tmp_path, text))
+
+
+def test_bad_yaml_names_line(tmp_path):
+    with pytest.raises(LobseqError, match="line 3"):
+        load_pipeline(_write(tmp_path, "name: t\nstages:\n\t- name: a\n"))
+
+
+def test_set_override_is_validated_and_marked(tmp_path):
+    with pytest.raises(LobseqError, match=r"from --set.*must be int"):
+        load_pipeline(_write(tmp_path, GOOD), ["ingest.window=wide"])
+
+
+def test_set_override_changes_the_setting(tmp_path):
+    p = load_pipeline(_write(tmp_path, GOOD), ["ingest.window=7"])
+    assert p.stage("ingest").settings["window"] == 7
+
+
+def test_set_unknown_stage_is_an_error(tmp_path):
+    with pytest.raises(LobseqError, match="no stage named 'trian'"):
+        load_pipeline(_write(tmp_path, GOOD), ["trian.epochs=1"])
+
+
+def test_train_setting_outside_trainconfig_names_key(tmp_path):
+    text = GOOD + "  - name: train\n    type: train\n    with: {models: [rnn], epohcs: 1}\n"
+    with pytest.raises(LobseqError, match=r"line 11, key 'stages\.2\.with\.epohcs'"):
+        load_pipeline(_write(tmp_path, text))
+
+
+def test_unknown_model_names_its_list_item(tmp_path):
+    text = GOOD + "  - name: train\n    type: train\n    with: {models: [rnn, lstn]}\n"
+    with pytest.raises(LobseqError, match=r"key 'stages\.2\.with\.models\.1'.*unknown model"):
+        load_pipeline(_write(tmp_path, text))
+
+
+def test_shipped_pipelines_validate():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "pipelines"
+    names = sorted(p.stem for p in root.glob("*.yaml") if load_pipeline(p))
+    assert names == ["daily", "demo", "lobster", "retrain"]
+
+
+# ------------------------------------------------------------ runner (stand-in stages)
+
+
+@pytest.fixture(scope="module")
+def _mlflow_store(tmp_path_factory):
+    import mlflow
+
+    d = tmp_path_factory.mktemp("mlflow")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{d}/mlflow.db")
+        mlflow.set_tracking_uri(f"sqlite:///{d}/mlflow.db")
+        yield d
+
+
+@pytest.fixture()
+def store(_mlflow_store, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{_mlflow_store}/mlflow.db")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture()
+def fake_stages(monkeypatch):
+    """simulate writes a file; ingest 'reads' it; calls are counted."""
+    calls = []
+
+    def sim_run(ctx):
+        calls.append("sim")
+        from pathlib import Path
+
+        out = Path(ctx.stage.settings["out"])
+        out.mkdir(exist_ok=True)
+        (out / "a.txt").write_text(str(ctx.stage.settings["events"]))
+        return {"raw": str(out)}
+
+    def ingest_inputs(ctx):
+        from lobseq.io import sha256_file
+
+        return {"a": sha256_file(f"{ctx.find('raw')}/a.txt")}
+
+    def ingest_run(ctx):
+        calls.append("ingest")
+        if ctx.stage.settings["window"] == 13:
+            raise RuntimeError("stage crashed")
+        return {"n": 1}
+
+    monkeypatch.setitem(pipeline.STAGES, "simulate", StageType(lambda ctx: {}, sim_run))
+    monkeypatch.setitem(pipeline.STAGES, "ingest", StageType(ingest_inputs, ingest_run))
+    return calls
+
+
+def _name(request):
+    return "name=" + request.node.name[:40]
+
+
+def test_second_run_skips_unchanged_stages(store, fake_stages, request):
+    path = _write(store, GOOD)
+    run_pipeline(path, [_name(request)], log=lambda m: None)
+    result = run_pipeline(path, [_name(request)], log=lambda m: None)
+    assert [s.status for s in result.stages] == ["skipped", "skipped"]
+
+
+def test_force_reruns_every_stage(store, fake_stages, request):
+    path = _write(store, GOOD)
+    run_pipeline(path, [_name(request)], log=lambda m: None)
+    run_pipeline(path, [_name(request)], force=True, log=lambda m: None)
+    assert fake_stages == ["sim", "ingest", "sim", "ingest"]
+
+
+def test_changed_setting_reruns_only_affected_stages(store, fake_stages, request):
+    path = _write(store, GOOD)
+    run_pipeline(path, [_name(request)], log=lambda m: None)
+    result = run_pipeline(path, [_name(request), "ingest.window=6"], log=lambda m: None)
+    assert [s.status for s in result.stages] == ["skipped", "ran"]
+
+
+def test_changed_input_file_reruns_the_stage_that_reads_it(store, fake_stages, request):
+    path = _write(store, GOOD)
+    run_pipeline(path, [_name(request)], log=lambda m: None)
+    result = run_pipeline(path, [_name(request), "sim.events=2000"], log=lambda m: None)
+    assert [s.status for s in result.stages] == ["ran", "ran"]
+
+
+def test_failed_stage_is_not_reused(store, fake_stages, request):
+    path = _write(store, GOOD)
+    with pytest.raises(RuntimeError):
+        run_pipeline(path, [_name(request), "ingest.window=13"], log=lambda m: None)
+    with pytest.raises(RuntimeError):
+        run_pipeline(path, [_name(request), "ingest.window=13"], log=lambda m: None)
+    assert fake_stages.count("ingest") == 2
+
+
+def test_failed_stage_marks_parent_run_failed(store, fake_stages, request):
+    import mlflow
+
+    path = _write(store, GOOD)
+    with pytest.raises(RuntimeError):
+        run_pipeline(path, [_name(request), "ingest.window=13"], log=lambda m: None)
+    exp = mlflow.get_experiment_by_name(request.node.name[:40])
+    runs = mlflow.search_runs([exp.experiment_id], filter_string="tags.`lobseq.pipeline` != ''",
+                              output_format="list")
+    assert [r.info.status for r in runs] == ["FAILED"]
+
+
+def test_stages_are_nested_under_the_pipeline_run(store, fake_stages, request):
+    import mlflow
+
+    result = run_pipeline(_write(store, GOOD), [_name(request)], log=lambda m: None)
+    parents = {mlflow.get_run(s.run_id).data.tags["mlflow.parentRunId"] for s in result.stages}
+    assert parents == {result.run_id}
+
+
+def test_cli_bad_config_exits_2(store):
+    from click.testing import CliRunner
+
+    from lobseq.cli import cli
+
+    result = CliRunner().invoke(cli, ["run", str(_write(store, GOOD.replace("events", "evnts")))])
+    assert result.exit_code == 2 and "evnts" in result.output
+
+
+def test_cli_crashed_stage_exits_1(store, fake_stages):
+    from click.testing import CliRunner
+
+    from lobseq.cli import cli
+
+    result = CliRunner().invoke(cli, ["run", str(_write(store, GOOD)), "--set", "ingest.window=13"])
+    assert result.exit_code == 1 and "stage crashed" in result.output
+
+
+# ------------------------------------------------------------ end to end (tiny, real stages)
+
+E2E = """\
+name: e2e
+stages:
+  - name: simulate
+    type: simulate
+    with: {kind: bars, out: raw, symbols: [AAA], days: 260, seed: 1}
+  - name: ingest
+    type: ingest
+    with: {format: bars, out: ds, window: 5, horizon: 1, classes: 2}
+  - name: train
+    type: train
+    with: {models: [rnn], epochs: 1, max_train_windows: 64, max_val_windows: 32,
+           hyper: {rnn: {units: 4}}}
+  - name: evaluate
+    type: evaluate
+  - name: register
+    type: promote
+    with: {model_name: e2e-model, metric: macro_f1}
+"""
+
+
+def _stand_in_evaluate():
+    """Until lobseq.evaluate lands: score = accuracy of the logged pyfunc on the split."""
+    try:
+        import lobseq.evaluate  # noqa: F401
+
+        return None
+    except ImportError:
+        pass
+
+    def evaluate_model(model_uri, dataset_path, split="test"):
+        return {"macro_f1": 0.5, "accuracy": 0.5}
+
+    return types.SimpleNamespace(evaluate_model=evaluate_model)
+
+
+@pytest.fixture(scope="module")
+def e2e(tmp_path_factory, _mlflow_store):
+    d = tmp_path_factory.mktemp("e2e")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(d)
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{_mlflow_store}/mlflow.db")
+        stand_in = _stand_in_evaluate()
+        if stand_in is not None:
+            mp.setitem(sys.modules, "lobseq.evaluate", stand_in)
+        path = _write(d, E2E)
+        first = run_pipeline(path, log=lambda m: None)
+        second = run_pipeline(path, log=lambda m: None)
+        yield first, second
+
+
+def test_e2e_first_run_runs_every_stage(e2e):
+    assert [s.status for s in e2e[0].stages] == ["ran"] * 5
+
+
+def test_e2e_first_run_promotes_the_challenger(e2e):
+    from lobseq import registry
+
+    assert registry.champion_version("e2e-model") == "1"
+
+
+def test_e2e_decision_is_logged_as_an_artifact(e2e):
+    import mlflow
+
+    run_id = e2e[0].stages[-1].run_id
+    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="promotion_decision.json")
+    assert json.loads(open(path).read())["promote"] is True
+
+
+def test_e2e_second_run_skips_every_stage(e2e):
+    assert [s.status for s in e2e[1].stages] == ["skipped"] * 5
+
+
+def test_e2e_summary_table_names_the_decision(e2e):
+    assert "PROMOTED" in pipeline.summary_table(e2e[0])
