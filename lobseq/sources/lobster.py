@@ -19,6 +19,7 @@ Decisions (see LOBSTER_SampleFiles_ReadMe.txt for the format):
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,37 @@ def read_lobster(paths: Paths) -> list[Segment]:
     size, price, direction`, `halted`, then the book columns for levels 1..L
     (prices in dollars).
     """
+    return list(iter_lobster(paths))
+
+
+def iter_lobster(paths: Paths) -> SegmentStream:
+    """Like `read_lobster`, but parses one ticker-day at a time, on iteration.
+
+    File names, pairing, level counts and dates are checked at once (before
+    any file is parsed); each pair's content is read and checked when its
+    segment is reached, so memory holds one day at a time.
+    """
+    return SegmentStream(_pair_jobs(paths))
+
+
+class SegmentStream:
+    """The pairs to read (`len`, `files`) and their segments, parsed lazily on iteration."""
+
+    def __init__(self, jobs: list[tuple[str, str, int, Path, Path]]) -> None:
+        self.jobs = jobs
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    @property
+    def files(self) -> list[tuple[str, str]]:
+        return [(str(job[3]), str(job[4])) for job in self.jobs]
+
+    def __iter__(self) -> Iterator[Segment]:
+        return (_read_pair(*job) for job in self.jobs)
+
+
+def _pair_jobs(paths: Paths) -> list[tuple[str, str, int, Path, Path]]:
     files = expand_paths(
         paths, lambda name: FILE_NAME.match(name) is not None, "LOBSTER", "*_message_L.csv"
     )
@@ -98,39 +130,52 @@ def read_lobster(paths: Paths) -> list[Segment]:
             )
         seen[(ticker, day)] = pair["message"]
         jobs.append((ticker, day, int(levels), pair["message"], pair["orderbook"]))
+    jobs.sort(key=lambda j: (j[1], j[0]))
+    for _ticker, day, levels, message, _orderbook in jobs:
+        _check_name(day, levels, message)
+    return jobs
 
-    segments = [_read_pair(*job) for job in sorted(jobs, key=lambda j: (j[1], j[0]))]
-    return segments
 
-
-def _read_pair(ticker: str, day: str, levels: int, message: Path, orderbook: Path) -> Segment:
+def _check_name(day: str, levels: int, message: Path) -> np.datetime64:
+    """Midnight of `day`; raises if the name's level count or date is invalid."""
     if levels < 1:
         raise LobseqError(
             "level count in the file name must be at least 1", file=message, fix=NAME_FIX
         )
     try:
-        midnight = np.datetime64(day, "ns")
+        return np.datetime64(day, "ns")
     except ValueError:
         raise LobseqError(
             f"file name has an invalid date {day!r}", file=message, fix=NAME_FIX
         ) from None
 
+
+def _read_pair(ticker: str, day: str, levels: int, message: Path, orderbook: Path) -> Segment:
+    midnight = _check_name(day, levels, message)
     names = book_columns(levels)
     msg, msg_skip = _parse(message, MESSAGE_TYPES, "a LOBSTER message file has 6 columns")
-    book, book_skip = _parse(
+    n = msg.num_rows
+    # Checks wait until the orderbook is parsed, so errors come in file order.
+    raw_cols = {name: _raw_column(msg, name) for name in MESSAGE_TYPES}
+    del msg  # the message table's buffers can serve the orderbook's blocks
+    book, book_rows, book_skip = _read_book(
         orderbook,
-        dict.fromkeys(names, pa.float64()),
+        names,
+        n,
         f"the name says {levels} level(s), so 4 x {levels} = {4 * levels} columns",
     )
-    if msg.num_rows != book.num_rows:
+    if book_rows != n:
         raise LobseqError(
-            f"orderbook has {book.num_rows} rows but its message file {message.name} has "
-            f"{msg.num_rows}",
+            f"orderbook has {book_rows} rows but its message file {message.name} has {n}",
             file=orderbook,
             fix="re-export both files together; row i of the orderbook is the book after message i",
         )
 
-    cols = {name: _column(msg, name, message, msg_skip) for name in MESSAGE_TYPES}
+    cols = {
+        name: _checked(values, null_at, name, message, msg_skip)
+        for name, (values, null_at) in raw_cols.items()
+    }
+    del raw_cols
     time = cols["time"]
     bad = first_index(time[1:] < time[:-1])
     if bad is not None:
@@ -159,6 +204,7 @@ def _read_pair(ticker: str, day: str, levels: int, message: Path, orderbook: Pat
     state[is_halt_msg & (flag == HALT)] = 1.0
     state[is_halt_msg & (flag == RESUME)] = 0.0
     halted = pd.Series(state).ffill().fillna(0.0).to_numpy(dtype=bool)
+    del state
 
     price = np.where(is_halt_msg, np.nan, flag / PRICE_SCALE)
     data: dict[str, np.ndarray] = {
@@ -171,13 +217,11 @@ def _read_pair(ticker: str, day: str, levels: int, message: Path, orderbook: Pat
         "direction": cols["direction"].astype(np.int8),
         "halted": halted,
     }
-    for i in range(1, levels + 1):
-        for side, empty in (("ask", ASK_EMPTY), ("bid", BID_EMPTY)):
-            raw = _column(book, f"{side}_price_{i}", orderbook, book_skip)
-            size = _column(book, f"{side}_size_{i}", orderbook, book_skip)
-            missing = raw == empty
-            data[f"{side}_price_{i}"] = np.where(missing, np.nan, raw / PRICE_SCALE)
-            data[f"{side}_size_{i}"] = np.where(missing, 0.0, size)
+    del cols, flag, is_halt_msg
+    for name in names:  # in file column order, as the checks always ran
+        book[name].check(orderbook, book_skip)
+    data.update((name, book[name].values) for name in names)
+    del book
 
     crossed = first_index(data["ask_price_1"] < data["bid_price_1"])
     if crossed is not None:
@@ -190,8 +234,102 @@ def _read_pair(ticker: str, day: str, levels: int, message: Path, orderbook: Pat
             fix="check the export; a LOBSTER book is never crossed",
         )
 
+    # copy=False with a dict keeps one block per column: no consolidation copy.
     frame = pd.DataFrame(data, columns=["timestamp", *MESSAGE_TYPES, "halted", *names], copy=False)
     return Segment(ticker, day, "book", frame, (str(message), str(orderbook)))
+
+
+BOOK_BLOCK_BYTES = 4 << 20  # orderbook parse block: small next to a day, large enough to be fast
+
+
+class _BookColumn:
+    """One orderbook column filled block by block, with its first bad cells noted."""
+
+    __slots__ = ("name", "values", "null_at", "nonfinite_at", "nonfinite_value")
+
+    def __init__(self, name: str, n: int) -> None:
+        self.name = name
+        self.values = np.empty(n)
+        self.null_at: int | None = None
+        self.nonfinite_at: int | None = None
+        self.nonfinite_value = 0.0
+
+    def put(self, array: pa.Array, start: int) -> np.ndarray:
+        """Copy one block's raw cells in at `start`; returns the slice written."""
+        out = self.values[start : start + len(array)]
+        out[:] = array.to_numpy(zero_copy_only=False)
+        if self.null_at is None and array.null_count:
+            self.null_at = start + first_index(array.is_null().to_numpy(zero_copy_only=False))
+        if self.nonfinite_at is None and not np.isfinite(out).all():
+            bad = first_index(~np.isfinite(out))
+            self.nonfinite_at, self.nonfinite_value = start + bad, float(out[bad])
+        return out
+
+    def check(self, path: Path, skip: int) -> None:
+        """Raise what `_checked` would have raised on the raw column."""
+        if self.null_at is not None:
+            raise LobseqError(
+                "missing or NaN value",
+                file=path,
+                row=data_line_number(path, self.null_at, skip),
+                field=self.name,
+                fix="LOBSTER files have no gaps; re-export the file",
+            )
+        if self.nonfinite_at is not None:
+            raise LobseqError(
+                f"value {self.nonfinite_value} is not a finite number",
+                file=path,
+                row=data_line_number(path, self.nonfinite_at, skip),
+                field=self.name,
+                fix="LOBSTER files have no gaps; re-export the file",
+            )
+
+
+def _read_book(
+    path: Path, names: list[str], n: int, shape_hint: str
+) -> tuple[dict[str, _BookColumn], int, int]:
+    """Stream the orderbook block by block into `n`-row float64 columns (dollars, empties mapped).
+
+    Parsing in blocks straight into the final arrays keeps memory at one day
+    of columns plus a block, instead of a full Arrow table and its copy.
+    Returns the columns (raw-cell problems noted, not raised), the number of
+    data rows in the file (which may differ from `n`) and the header lines skipped.
+    """
+    require_nonempty(path)
+    skip = _header_lines(path)
+    types = dict.fromkeys(names, pa.float64())
+    columns = {name: _BookColumn(name, n) for name in names}
+    sides = [
+        (columns[f"{side}_price_{i}"], columns[f"{side}_size_{i}"], empty)
+        for i in range(1, len(names) // 4 + 1)
+        for side, empty in (("ask", ASK_EMPTY), ("bid", BID_EMPTY))
+    ]
+    rows = 0
+    try:
+        with pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(
+                column_names=names, skip_rows=skip, block_size=BOOK_BLOCK_BYTES
+            ),
+            convert_options=pacsv.ConvertOptions(column_types=types),
+        ) as reader:
+            for batch in reader:
+                m = batch.num_rows
+                if rows + m <= n:  # beyond n only the row count matters
+                    for price_col, size_col, empty in sides:
+                        price = price_col.put(batch.column(price_col.name), rows)
+                        size = size_col.put(batch.column(size_col.name), rows)
+                        missing = price == empty
+                        price /= PRICE_SCALE
+                        price[missing] = np.nan
+                        size[missing] = 0.0
+                rows += m
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        _diagnose(path, types, skip, shape_hint)
+        raise LobseqError(f"cannot parse as CSV ({exc})", file=path) from None
+    if rows == 0:
+        raise LobseqError("no data rows below the header", file=path, fix="re-export the file")
+    return columns, rows, skip
 
 
 def _parse(path: Path, types: dict[str, pa.DataType], shape_hint: str) -> tuple[pa.Table, int]:
@@ -260,19 +398,25 @@ def _diagnose(path: Path, types: dict[str, pa.DataType], skip: int, shape_hint: 
                     ) from None
 
 
-def _column(table: pa.Table, name: str, path: Path, skip: int) -> np.ndarray:
-    """One column as numpy; raises on missing, NaN or infinite cells."""
+def _raw_column(table: pa.Table, name: str) -> tuple[np.ndarray, int | None]:
+    """One column as numpy (unchecked) and the index of its first missing cell, if any."""
     col = table.column(name)
+    null_at = None
     if col.null_count:
-        bad = first_index(col.is_null().to_numpy(zero_copy_only=False))
+        null_at = first_index(col.is_null().to_numpy(zero_copy_only=False))
+    return col.to_numpy(), null_at
+
+
+def _checked(values: np.ndarray, null_at: int | None, name: str, path: Path, skip: int) -> np.ndarray:
+    """`values` if the column has no missing, NaN or infinite cells; raises otherwise."""
+    if null_at is not None:
         raise LobseqError(
             "missing or NaN value",
             file=path,
-            row=data_line_number(path, bad, skip),
+            row=data_line_number(path, null_at, skip),
             field=name,
             fix="LOBSTER files have no gaps; re-export the file",
         )
-    values = col.to_numpy()
     if values.dtype.kind == "f":
         bad = first_index(~np.isfinite(values))
         if bad is not None:
