@@ -1,0 +1,98 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from lobseq.errors import LobseqError
+from lobseq.predict import predict_files
+
+DAYS = 90
+
+
+class StandIn:
+    """A ForecastModel over bars: P(up) from the sign of the last close change."""
+
+    name, version, uri = "stand-in", "3", "models:/stand-in/3"
+    horizon, window, min_rows = 1, 3, 4
+    class_names = ("down", "up")
+    columns = ["close"]
+    optional_columns = ["timestamp"]
+
+    def predict_proba(self, frame, all_windows=True):
+        close = frame["close"].to_numpy(float)
+        rows = np.arange(self.min_rows - 1, len(frame)) if all_windows else np.array([len(frame) - 1])
+        up = np.where(close[rows] > close[rows - 1], 0.8, 0.3)
+        return np.column_stack([1 - up, up]), rows
+
+
+@pytest.fixture(scope="module")
+def bars(tmp_path_factory):
+    from lobseq.simulate import simulate_bars
+
+    d = tmp_path_factory.mktemp("bars")
+    simulate_bars(d, symbols=("AAA", "BBB"), days=DAYS, seed=0)
+    return d
+
+
+def test_one_row_per_predictable_timestamp(bars, tmp_path):
+    table = predict_files(StandIn(), [bars], "bars", tmp_path / "p.parquet")
+    assert len(table) == 2 * (DAYS - StandIn.min_rows + 1)
+
+
+def test_output_columns(bars, tmp_path):
+    out = tmp_path / "p.parquet"
+    predict_files(StandIn(), [bars], "bars", out)
+    assert list(pd.read_parquet(out).columns) == [
+        "instrument", "timestamp", "row", "p_down", "p_up", "direction", "horizon", "model_name",
+        "model_version"]
+
+
+def test_direction_is_the_most_probable_class(bars, tmp_path):
+    table = predict_files(StandIn(), [bars], "bars", tmp_path / "p.parquet")
+    assert (table["direction"] == np.where(table["p_up"] > table["p_down"], "up", "down")).all()
+
+
+def test_model_version_is_recorded(bars, tmp_path):
+    table = predict_files(StandIn(), [bars], "bars", tmp_path / "p.parquet")
+    assert set(table["model_version"]) == {"3"}
+
+
+def test_csv_output_when_asked(bars, tmp_path):
+    predict_files(StandIn(), [bars], "bars", tmp_path / "p.csv")
+    assert pd.read_csv(tmp_path / "p.csv")["instrument"].tolist()[0] == "AAA"
+
+
+def test_failure_leaves_no_partial_output(bars, tmp_path):
+    class Broken(StandIn):
+        def predict_proba(self, frame, all_windows=True):
+            raise RuntimeError("boom")
+
+    out = tmp_path / "p.parquet"
+    with pytest.raises(RuntimeError):
+        predict_files(Broken(), [bars], "bars", out)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_too_short_file_is_a_clear_error(bars, tmp_path):
+    class Hungry(StandIn):
+        min_rows = 100
+
+    with pytest.raises(LobseqError, match="fewer than the 100"):
+        predict_files(Hungry(), [bars], "bars", tmp_path / "p.parquet")
+
+
+@pytest.mark.slow
+def test_real_logged_model_predicts_every_window(bars, tmp_path, monkeypatch):
+    from lobseq.ingest import IngestConfig, ingest
+    from lobseq.predict import load_model
+    from lobseq.tracking import model_uri, train_and_log
+    from lobseq.train import TrainConfig
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    ingest([bars], tmp_path / "ds", IngestConfig(format="bars", window=5, horizon=1, n_classes=2,
+                                                 fractions=(0.5, 0.25, 0.25)), log=lambda m: None)
+    run_id = train_and_log(tmp_path / "ds", TrainConfig(model="rnn", epochs=1, hyper={"units": 4}),
+                           experiment="p", log=lambda m: None)
+    model = load_model(model_uri(run_id))
+    table = predict_files(model, [bars], "bars", tmp_path / "p.parquet")
+    assert len(table) == 2 * (DAYS - model.min_rows + 1)
