@@ -107,8 +107,6 @@ def models(ctx):
 @click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
 def ui(port):
     """Open the MLflow UI on the project's store (http://127.0.0.1:PORT)."""
-    import subprocess
-
     from lobseq.tracking import artifact_root, configure
 
     uri = configure()  # creates mlruns/ so the UI starts on an empty store too
@@ -120,4 +118,6 @@ def ui(port):
     click.echo(f"MLflow UI on http://127.0.0.1:{port}  (store {uri}); Ctrl-C stops it")
     env = dict(os.environ)
     env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    raise SystemExit(subprocess.call(cmd, env=env))
+    sys.stdout.flush()
+    # Become the UI process: Ctrl-C and kill reach the server itself, no orphaned workers.
+    os.execve(sys.executable, cmd, env)
