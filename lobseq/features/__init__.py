@@ -2,7 +2,9 @@
 
 A feature is ``fn(frame, **params) -> dict[str, np.ndarray]``: every array has
 ``len(frame)`` float64 values, NaN during warm-up, and the value at row t reads
-rows <= t only. Features are registered by name with
+rows <= t only. A feature may instead yield ``(name, array)`` pairs one column
+at a time (calling the registered ``Feature`` still gives the dict), so that
+``compute_features`` holds one float64 column at a time, not all of them. Features are registered by name with
 ``@register(name, kind="book"|"bars", **defaults)``; the defaults are the only
 parameters a spec may set.
 
@@ -15,7 +17,7 @@ column names, which are stable and readable (``depth_imbalance_3``,
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +28,7 @@ from lobseq.errors import LobseqError
 
 KINDS = ("book", "bars")
 
-FeatureFn = Callable[..., dict[str, np.ndarray]]
+FeatureFn = Callable[..., Mapping[str, np.ndarray] | Iterable[tuple[str, np.ndarray]]]
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,12 @@ class Feature:
         return inspect.getdoc(self.fn) or ""
 
     def __call__(self, frame: pd.DataFrame, **params: Any) -> dict[str, np.ndarray]:
-        return self.fn(frame, **{**self.defaults, **params})
+        return dict(self.columns(frame, **{**self.defaults, **params}))
+
+    def columns(self, frame: pd.DataFrame, **params: Any) -> Iterator[tuple[str, np.ndarray]]:
+        """The feature's ``(name, column)`` pairs, computed lazily where the function yields them."""
+        out = self.fn(frame, **params)
+        return iter(out.items()) if isinstance(out, Mapping) else iter(out)
 
 
 FEATURES: dict[str, Feature] = {}
@@ -146,28 +153,43 @@ def compute_features(
             fix=f"list at least one of: {', '.join(available_features(kind))}",
         )
     n = len(frame)
-    columns: dict[str, np.ndarray] = {}
+    # Column names do not depend on the data, so a two-row run finds them and
+    # the (n, F) matrix is allocated once; each column is then written into it
+    # as it is made (no list of columns beside the matrix, one float64 column
+    # alive at a time for features that yield).
+    probe = frame.iloc[: min(n, 2)]
+    names: list[str] = []
     for feature, params in resolved:
-        for col, values in feature.fn(frame, **params).items():
-            if col in columns:
+        for col, _values in feature.columns(probe, **params):
+            if col in names:
                 raise LobseqError(
                     f"feature column {col!r} is produced twice",
                     field="features",
                     fix=f"request {feature.name!r} once (merge its parameters into one spec)",
                 )
-            # float32 at once: holding every column in float64 until the end
-            # would double ingest's peak memory.
-            values = np.asarray(values, dtype=np.float32)
+            names.append(col)
+    del probe
+    out = np.empty((n, len(names)), dtype=np.float32)
+    j = 0
+    for feature, params in resolved:
+        for col, values in feature.columns(frame, **params):
+            values = np.asarray(values)
             if values.shape != (n,):
                 raise RuntimeError(
                     f"feature {feature.name!r} column {col!r} has shape {values.shape}, "
                     f"expected ({n},)"
                 )
-            columns[col] = values
-    out = np.empty((n, len(columns)), dtype=np.float32)
-    for j, values in enumerate(columns.values()):
-        out[:, j] = values
-    return out, list(columns)
+            if j >= len(names) or col != names[j]:
+                raise RuntimeError(
+                    f"feature {feature.name!r} made column {col!r} where a two-row frame "
+                    f"made {names[j] if j < len(names) else 'none'!r}: names must not depend on data"
+                )
+            out[:, j] = values  # cast to float32 on assignment
+            j += 1
+            del values
+    if j != len(names):
+        raise RuntimeError(f"features made {j} columns on the frame but {len(names)} on two rows")
+    return out, names
 
 
 def check_lags(value: Any, feature: str, param: str, *, minimum: int = 1) -> tuple[int, ...]:

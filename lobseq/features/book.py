@@ -7,12 +7,14 @@ is the book *after* that row's event, so "the last n events" are rows
 ``t-n+1..t``.
 
 Every window is trailing (pandas ``rolling`` on rows <= t), so all features
-are causal; warm-up rows are NaN.
+are causal; warm-up rows are NaN. Features yield their columns one at a time
+(``compute_features`` casts each into the matrix before the next is made).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -91,17 +93,17 @@ def _log_mid(frame: pd.DataFrame) -> np.ndarray:
 
 
 @register("mid", kind="book")
-def mid(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+def mid(frame: pd.DataFrame) -> Iterator[tuple[str, np.ndarray]]:
     """``mid``: (ask_price_1 + bid_price_1) / 2 in dollars; NaN if a side is empty."""
     book_levels(frame)
-    return {"mid": mid_price(frame)}
+    yield "mid", mid_price(frame)
 
 
 _SPREAD_UNITS = ("bps", "ticks", "dollars")
 
 
 @register("spread", kind="book", unit="bps", tick_size=0.01)
-def spread(frame: pd.DataFrame, unit: str, tick_size: float) -> dict[str, np.ndarray]:
+def spread(frame: pd.DataFrame, unit: str, tick_size: float) -> Iterator[tuple[str, np.ndarray]]:
     """Best-quote spread ask_1 - bid_1.
 
     ``unit="bps"`` (default): relative to mid, in basis points -> ``spread_bps``;
@@ -123,14 +125,16 @@ def spread(frame: pd.DataFrame, unit: str, tick_size: float) -> dict[str, np.nda
     width = _col(frame, "ask_price_1") - _col(frame, "bid_price_1")
     if unit == "bps":
         with np.errstate(divide="ignore", invalid="ignore"):
-            return {"spread_bps": width / mid_price(frame) * 1e4}
-    if unit == "ticks":
-        return {"spread_ticks": width / float(tick_size)}
-    return {"spread": width}
+            bps = width / mid_price(frame) * 1e4
+        yield "spread_bps", bps
+    elif unit == "ticks":
+        yield "spread_ticks", width / float(tick_size)
+    else:
+        yield "spread", width
 
 
 @register("book", kind="book", levels=None)
-def raw_book(frame: pd.DataFrame, levels: int | None) -> dict[str, np.ndarray]:
+def raw_book(frame: pd.DataFrame, levels: int | None) -> Iterator[tuple[str, np.ndarray]]:
     """The raw book in DeepLOB order: per level ``ask_price_i, ask_size_i,
     bid_price_i, bid_size_i`` (dollars, shares) for levels 1..``levels``
     (default all).
@@ -139,16 +143,16 @@ def raw_book(frame: pd.DataFrame, levels: int | None) -> dict[str, np.ndarray]:
     one would be a fake quote. Use ``levels_rel`` for a gap-tolerant version.
     """
     n_levels = _levels_param(frame, levels, "book")
-    return {
-        f"{side}_{what}_{i}": _col(frame, f"{side}_{what}_{i}")
-        for i in range(1, n_levels + 1)
-        for side in ("ask", "bid")
-        for what in ("price", "size")
-    }
+    for i in range(1, n_levels + 1):
+        for side in ("ask", "bid"):
+            for what in ("price", "size"):
+                yield f"{side}_{what}_{i}", _col(frame, f"{side}_{what}_{i}")
 
 
 @register("levels_rel", kind="book", levels=None, log_size=True)
-def levels_rel(frame: pd.DataFrame, levels: int | None, log_size: bool) -> dict[str, np.ndarray]:
+def levels_rel(
+    frame: pd.DataFrame, levels: int | None, log_size: bool
+) -> Iterator[tuple[str, np.ndarray]]:
     """Per-level distance from mid in bps and size, in DeepLOB order.
 
     ``ask_bps_i = (ask_price_i - mid) / mid * 1e4`` and
@@ -169,23 +173,26 @@ def levels_rel(frame: pd.DataFrame, levels: int | None, log_size: bool) -> dict[
         )
     mid_ = mid_price(frame)
     size_tag = "logsize" if log_size else "size"
-    out: dict[str, np.ndarray] = {}
     for i in range(1, n_levels + 1):
         for side, sign in (("ask", 1.0), ("bid", -1.0)):
             price = _col(frame, f"{side}_price_{i}")
             size = _col(frame, f"{side}_size_{i}")
+            # sign * (price - mid) / mid * 1e4, in place (same operations, same order)
+            dist = np.subtract(price, mid_)
+            dist *= sign
             with np.errstate(divide="ignore", invalid="ignore"):
-                dist = sign * (price - mid_) / mid_ * 1e4
-            empty = np.isnan(price) & (size == 0)
-            out[f"{side}_bps_{i}"] = np.where(empty, 0.0, dist)
-            out[f"{side}_{size_tag}_{i}"] = np.log1p(size) if log_size else size
-    return out
+                dist /= mid_
+            dist *= 1e4
+            dist[np.isnan(price) & (size == 0)] = 0.0  # empty level
+            yield f"{side}_bps_{i}", dist
+            del dist
+            yield f"{side}_{size_tag}_{i}", np.log1p(size) if log_size else size
 
 
 @register("depth_imbalance", kind="book", levels=None, cumulative=True)
 def depth_imbalance(
     frame: pd.DataFrame, levels: int | None, cumulative: bool
-) -> dict[str, np.ndarray]:
+) -> Iterator[tuple[str, np.ndarray]]:
     """(bid - ask) / (bid + ask) of resting size, in [-1, 1]; > 0 = more bids.
 
     ``cumulative=True`` (default): sizes summed over levels 1..i ->
@@ -198,16 +205,22 @@ def depth_imbalance(
             f"feature 'depth_imbalance': cumulative must be true or false, got {cumulative!r}",
             field="cumulative",
         )
-    bids = np.column_stack([_col(frame, f"bid_size_{i}") for i in range(1, n_levels + 1)])
-    asks = np.column_stack([_col(frame, f"ask_size_{i}") for i in range(1, n_levels + 1)])
-    if cumulative:
-        bids, asks = np.cumsum(bids, axis=1), np.cumsum(asks, axis=1)
-    total = bids + asks
-    with np.errstate(divide="ignore", invalid="ignore"):
-        imb = np.where(total > 0, (bids - asks) / total, 0.0)
-    imb = np.where(np.isnan(total), np.nan, imb)
     name = "depth_imbalance" if cumulative else "level_imbalance"
-    return {f"{name}_{i}": imb[:, i - 1].copy() for i in range(1, n_levels + 1)}
+    bids = asks = None
+    for i in range(1, n_levels + 1):
+        bid, ask = _col(frame, f"bid_size_{i}"), _col(frame, f"ask_size_{i}")
+        if cumulative and bids is not None:  # running sums: cumsum over levels, one level at a time
+            bids, asks = bids + bid, asks + ask
+        else:
+            bids, asks = bid, ask
+        total = bids + asks
+        with np.errstate(divide="ignore", invalid="ignore"):
+            imb = np.subtract(bids, asks)
+            imb /= total
+        imb[~(total > 0)] = 0.0
+        imb[np.isnan(total)] = np.nan
+        yield f"{name}_{i}", imb
+        del total, imb
 
 
 def order_flow_events(frame: pd.DataFrame) -> np.ndarray:
@@ -235,7 +248,9 @@ def order_flow_events(frame: pd.DataFrame) -> np.ndarray:
 
 
 @register("ofi", kind="book", windows=(1, 10, 50), normalize=False)
-def ofi(frame: pd.DataFrame, windows: tuple[int, ...], normalize: bool) -> dict[str, np.ndarray]:
+def ofi(
+    frame: pd.DataFrame, windows: tuple[int, ...], normalize: bool
+) -> Iterator[tuple[str, np.ndarray]]:
     """Order-flow imbalance (Cont, Kukanov & Stoikov 2014): the sum of e_n over
     the last n events (rows t-n+1..t), in shares -> ``ofi_n``.
 
@@ -251,20 +266,17 @@ def ofi(frame: pd.DataFrame, windows: tuple[int, ...], normalize: bool) -> dict[
         )
     e = order_flow_events(frame)
     depth = (_col(frame, "bid_size_1") + _col(frame, "ask_size_1")) / 2.0
-    out: dict[str, np.ndarray] = {}
     for n in ns:
         total = _rolling_sum(e, n)
         if normalize:
             scale = _rolling_mean(depth, n)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                out[f"ofi_norm_{n}"] = _ratio(total, scale)
+            yield f"ofi_norm_{n}", _ratio(total, scale)
         else:
-            out[f"ofi_{n}"] = total
-    return out
+            yield f"ofi_{n}", total
 
 
 @register("dixon_ofr", kind="book", windows=(10, 50))
-def dixon_ofr(frame: pd.DataFrame, windows: tuple[int, ...]) -> dict[str, np.ndarray]:
+def dixon_ofr(frame: pd.DataFrame, windows: tuple[int, ...]) -> Iterator[tuple[str, np.ndarray]]:
     """Order-flow ratios after Dixon (2017), from LOBSTER messages.
 
     Market-order volume over the last n events (rows t-n+1..t; executions,
@@ -295,15 +307,14 @@ def dixon_ofr(frame: pd.DataFrame, windows: tuple[int, ...]) -> dict[str, np.nda
     sell = np.where(executed & (direction == 1), size, 0.0)
     ask_touch = _col(frame, "ask_size_1")
     bid_touch = _col(frame, "bid_size_1")
-    out: dict[str, np.ndarray] = {}
     for n in ns:
         b, s = _rolling_sum(buy, n), _rolling_sum(sell, n)
-        out[f"ofr_buy_{n}"] = _ratio(b, _rolling_mean(ask_touch, n))
-        out[f"ofr_sell_{n}"] = _ratio(s, _rolling_mean(bid_touch, n))
+        yield f"ofr_buy_{n}", _ratio(b, _rolling_mean(ask_touch, n))
+        yield f"ofr_sell_{n}", _ratio(s, _rolling_mean(bid_touch, n))
         with np.errstate(divide="ignore", invalid="ignore"):
-            out[f"mo_imbalance_{n}"] = np.where(b + s > 0, (b - s) / (b + s), 0.0)
-        out[f"mo_imbalance_{n}"][np.isnan(b + s)] = np.nan
-    return out
+            imb = np.where(b + s > 0, (b - s) / (b + s), 0.0)
+        imb[np.isnan(b + s)] = np.nan
+        yield f"mo_imbalance_{n}", imb
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -312,7 +323,7 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 @register("returns", kind="book", lags=(1, 5, 10, 50))
-def returns(frame: pd.DataFrame, lags: tuple[int, ...]) -> dict[str, np.ndarray]:
+def returns(frame: pd.DataFrame, lags: tuple[int, ...]) -> Iterator[tuple[str, np.ndarray]]:
     """Log mid returns over the last k events: log(mid_t / mid_t-k) -> ``ret_k``.
 
     NaN for the first k rows and where either mid is missing.
@@ -320,16 +331,16 @@ def returns(frame: pd.DataFrame, lags: tuple[int, ...]) -> dict[str, np.ndarray]
     ks = check_lags(lags, "returns", "lags")
     book_levels(frame)
     lm = _log_mid(frame)
-    out: dict[str, np.ndarray] = {}
     for k in ks:
         r = np.full(len(lm), np.nan)
         r[k:] = lm[k:] - lm[:-k]
-        out[f"ret_{k}"] = r
-    return out
+        yield f"ret_{k}", r
 
 
 @register("realized_vol", kind="book", windows=(20, 100))
-def realized_vol(frame: pd.DataFrame, windows: tuple[int, ...]) -> dict[str, np.ndarray]:
+def realized_vol(
+    frame: pd.DataFrame, windows: tuple[int, ...]
+) -> Iterator[tuple[str, np.ndarray]]:
     """Sample std (ddof=1) of the 1-event log mid returns over the last n
     events -> ``realized_vol_n`` (per event, not annualized; n >= 2).
 
@@ -343,12 +354,10 @@ def realized_vol(frame: pd.DataFrame, windows: tuple[int, ...]) -> dict[str, np.
     r1 = np.full(len(lm), np.nan)
     r1[1:] = np.diff(lm)
     series = pd.Series(r1)
-    out: dict[str, np.ndarray] = {}
     for n in ns:
         vol = series.rolling(n, min_periods=max(2, n // 2)).std(ddof=1).to_numpy(copy=True)
         vol[:n] = np.nan
-        out[f"realized_vol_{n}"] = vol
-    return out
+        yield f"realized_vol_{n}", vol
 
 
 __all__ = ["book_levels", "order_flow_events"]
