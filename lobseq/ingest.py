@@ -6,7 +6,7 @@ feature, label or window ever reads across an instrument or day boundary.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -87,8 +87,35 @@ def _book_prices(frame, kind: str, mid: np.ndarray) -> np.ndarray:
     return np.column_stack([mid, mid, mid])
 
 
-def build_arrays(segments: Sequence, cfg: IngestConfig, log: Callable[[str], None] = print):
-    """Featurize and label each segment; concatenate. Returns (arrays, names, per-segment info)."""
+def _finite_rows(x: np.ndarray, chunk_rows: int = 65_536) -> np.ndarray:
+    """Rows of `x` whose features are all finite, in row chunks (no (n, F) bool temporary)."""
+    out = np.empty(len(x), dtype=bool)
+    for start in range(0, len(x), chunk_rows):
+        out[start : start + chunk_rows] = np.isfinite(x[start : start + chunk_rows]).all(axis=1)
+    return out
+
+
+def _concatenate(parts: list[np.ndarray]) -> np.ndarray:
+    """Concatenate, freeing each part once copied (peak: the result plus one part)."""
+    if len(parts) == 1:  # one segment needs no concatenation, nor a second copy
+        return parts.pop()
+    out = np.empty((sum(len(p) for p in parts), *parts[0].shape[1:]), dtype=parts[0].dtype)
+    start = 0
+    while parts:
+        part = parts.pop(0)
+        out[start : start + len(part)] = part
+        start += len(part)
+        del part
+    return out
+
+
+def build_arrays(segments: Iterable, cfg: IngestConfig, log: Callable[[str], None] = print):
+    """Featurize and label each segment; concatenate. Returns (arrays, names, per-segment info).
+
+    `segments` may be lazy (`lobseq.sources.lobster.iter_lobster`): each
+    segment's frame is dropped once used, so memory holds one raw day plus
+    the growing output.
+    """
     from lobseq import features as feats
     from lobseq import labels
 
@@ -97,7 +124,10 @@ def build_arrays(segments: Sequence, cfg: IngestConfig, log: Callable[[str], Non
                                            "timestamps", "segment", "usable")}
     names: list[str] | None = None
     seg_info = []
+    first_file = None
     for i, seg in enumerate(segments):
+        if first_file is None:
+            first_file = seg.files[0]
         frame = seg.frame
         n = len(frame)
         if n < cfg.window:
@@ -117,7 +147,7 @@ def build_arrays(segments: Sequence, cfg: IngestConfig, log: Callable[[str], Non
         mid = feats.mid_price(frame)
         lab = _labels_for(seg, cfg, mid)
         ret = labels.forward_returns(mid, cfg.horizon)
-        usable = np.isfinite(x).all(axis=1)
+        usable = _finite_rows(x)
         if "halted" in frame.columns:  # no window may include a halted book
             usable &= ~frame["halted"].to_numpy(bool)
         parts["features"].append(x)
@@ -130,14 +160,14 @@ def build_arrays(segments: Sequence, cfg: IngestConfig, log: Callable[[str], Non
         seg_info.append({"instrument": seg.instrument, "day": seg.day, "rows": n,
                          "labelled": int((lab >= 0).sum())})
         log(f"  {seg.instrument} {seg.day or ''}: {n:,} rows, {int((lab >= 0).sum()):,} labelled".rstrip())
-        del frame
+        del frame, x, mid, lab, ret, usable
         seg.frame = None  # the raw frame is the largest object: let it go as soon as used
-    # One segment needs no concatenation (and no second copy of the matrix).
-    arrays = {k: v[0] if len(v) == 1 else np.concatenate(v) for k, v in parts.items()}
+        del seg
+    arrays = {k: _concatenate(v) for k, v in parts.items()}
     if not (arrays["labels"] >= 0).any():
         raise LobseqError(
             f"horizon {cfg.horizon} leaves no labelled rows",
-            file=segments[0].files[0], fix="use a shorter --horizon or longer files")
+            file=first_file, fix="use a shorter --horizon or longer files")
     return arrays, names, seg_info
 
 
@@ -145,18 +175,25 @@ def ingest(sources: Sequence[str | Path], out: str | Path, cfg: IngestConfig,
            log: Callable[[str], None] = print) -> Dataset:
     """Read `sources`, build the dataset and write it atomically to `out`."""
     from lobseq.sources import read_bars, read_sources
+    from lobseq.sources.lobster import SegmentStream, iter_lobster
 
     cfg.validate()
     paths = [str(s) for s in sources]
     if cfg.format == "bars":
         segments = read_bars(paths, symbol_column=cfg.symbol_column)
+    elif str(cfg.format).lower() == "lobster":
+        segments = iter_lobster(paths)  # names checked now, one day parsed at a time
     else:
         segments = read_sources(paths, cfg.format)
-    if not segments:
+    if not len(segments):
         raise LobseqError("no input files found", file=", ".join(map(str, sources)),
                           fix="pass the files or a folder that holds them")
+    # What the manifest needs from the segments, kept apart from their frames.
+    kind = "book" if isinstance(segments, SegmentStream) else segments[0].kind
+    files = segments.files if isinstance(segments, SegmentStream) else [seg.files for seg in segments]
     log(f"Read {len(segments)} segment(s) from {len(sources)} source(s)")
     arrays, names, seg_info = build_arrays(segments, cfg, log)
+    del segments
 
     time_key = arrays["timestamps"]
     if cfg.split_dates:
@@ -190,9 +227,9 @@ def ingest(sources: Sequence[str | Path], out: str | Path, cfg: IngestConfig,
         "name": cfg.name or Path(out).name,
         "lobseq_version": __version__,
         "format": cfg.format,
-        "kind": segments[0].kind,
+        "kind": kind,
         "sources": sorted(
-            ({"file": Path(f).name, "sha256": sha256_file(f)} for seg in segments for f in seg.files),
+            ({"file": Path(f).name, "sha256": sha256_file(f)} for pair in files for f in pair),
             key=lambda d: d["file"]),
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
         "embargo": cfg.effective_embargo,
