@@ -28,12 +28,16 @@ class StandardScaler:
             block = np.asarray(X[sel[start : start + self.chunk_rows]], dtype=np.float64)
             total += block.sum(axis=0)
             count += len(block)
+            del block
         if count == 0:
             raise LobseqError("no training rows to fit the scaler on", fix="enlarge the training part")
         mean = total / count
         for start in range(0, len(sel), self.chunk_rows):
             block = np.asarray(X[sel[start : start + self.chunk_rows]], dtype=np.float64)
-            total_sq += ((block - mean) ** 2).sum(axis=0)
+            block -= mean  # in place: ((block - mean) ** 2) without two more temporaries
+            np.square(block, out=block)
+            total_sq += block.sum(axis=0)
+            del block
         std = np.sqrt(total_sq / count)
         if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std))):
             raise LobseqError("training rows hold NaN or inf", fix="drop non-finite rows first")

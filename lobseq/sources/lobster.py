@@ -222,6 +222,8 @@ def _read_pair(ticker: str, day: str, levels: int, message: Path, orderbook: Pat
         book[name].check(orderbook, book_skip)
     data.update((name, book[name].values) for name in names)
     del book
+    # Arrow's allocator keeps the parse blocks' pages; give them back before features run.
+    pa.default_memory_pool().release_unused()
 
     crossed = first_index(data["ask_price_1"] < data["bid_price_1"])
     if crossed is not None:
