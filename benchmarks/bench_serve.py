@@ -1,0 +1,160 @@
+"""Serving latency and throughput for an LSTM at T=100, F=40 (not a test).
+
+    .venv/bin/python -m benchmarks.bench_serve [--requests 300] [--seconds 20]
+
+Trains a tiny LSTM on a simulated 10-level book (raw `book` features: 40
+columns), logs it, loads it once through `lobseq.predict.load_model`, and
+measures, all on this machine:
+
+  forward      the compiled forward pass alone on one (1, 100, 40) window
+  keras        `model.predict` on the same window, per request (in-process)
+  service      `ForecastService.predict` on a JSON body (parse, validate,
+               features, window, forward) without HTTP
+  http xN      POST /invocations over loopback keep-alive connections with
+               N = 1, 4, 16 concurrent clients
+
+Requests are bounded in count and time; the server binds 127.0.0.1 only.
+Writes benchmarks/results/serve.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+import numpy as np  # noqa: E402
+
+
+def _percentiles(lat: list[float]) -> dict:
+    a = np.asarray(lat) * 1000
+    return {"n": len(a), "p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)),
+            "mean_ms": float(a.mean())}
+
+
+def _timed(fn, n: int, budget_s: float) -> list[float]:
+    out, stop = [], time.perf_counter() + budget_s
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+        if t > stop:
+            break
+    return out
+
+
+def build_model(work: Path):
+    from lobseq.ingest import IngestConfig, ingest
+    from lobseq.predict import load_model
+    from lobseq.simulate import simulate_lobster
+    from lobseq.tracking import model_uri, train_and_log
+    from lobseq.train import TrainConfig
+
+    raw = work / "raw"
+    simulate_lobster(raw, events=6000, levels=10, days=1, seed=0)
+    ingest([raw], work / "ds", IngestConfig(format="lobster", window=100, horizon=10,
+                                            features=[{"name": "book", "levels": 10}]),
+           log=lambda m: None)
+    run_id = train_and_log(work / "ds", TrainConfig(model="lstm", epochs=1, max_train_windows=256,
+                                                    max_val_windows=64, hyper={"units": 64}),
+                           experiment="bench-serve", log=lambda m: None)
+    return load_model(model_uri(run_id)), raw
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--requests", type=int, default=300, help="requests per measurement (bound)")
+    ap.add_argument("--seconds", type=float, default=20.0, help="time bound per measurement")
+    args = ap.parse_args(argv)
+
+    from lobseq.serve import ForecastService, make_server
+    from lobseq.sources import read_sources
+
+    with tempfile.TemporaryDirectory(prefix="lobseq-bench-") as tmp:
+        work = Path(tmp)
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work}/mlflow.db"
+        model, raw = build_model(work)
+        f = model.forecaster
+        assert (f.window, f.n_features) == (100, 40), (f.window, f.n_features)
+        frame = read_sources([str(raw)], "lobster")[0].frame
+        recent = frame[[c for c in frame.columns if c in model.columns or c == "timestamp"]] \
+            .iloc[-model.min_rows:].reset_index(drop=True)
+        recent = recent.assign(timestamp=recent["timestamp"].astype(str))
+        body = json.dumps({"dataframe_split": {"columns": list(recent.columns),
+                                               "data": recent.values.tolist()}}).encode()
+        window, _ = f.windows(frame.iloc[-model.min_rows:].reset_index(drop=True))
+        service = ForecastService(model, max_bytes=len(body) * 4)
+        results: dict[str, dict] = {}
+        for _ in range(20):  # warm up traced graphs and caches
+            f.forward(window)
+            service.predict(body)
+        results["forward"] = _percentiles(_timed(lambda: f.forward(window), args.requests, args.seconds))
+        n_keras = min(args.requests, 100)
+        results["keras_predict"] = _percentiles(
+            _timed(lambda: f.model.predict(window, verbose=0), n_keras, args.seconds))
+        results["service_inproc"] = _percentiles(
+            _timed(lambda: service.predict(body), args.requests, args.seconds))
+
+        srv = make_server(service, "127.0.0.1", 0)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        port = srv.server_address[1]
+        try:
+            for clients in (1, 4, 16):
+                per_client = max(1, args.requests // clients)
+                deadline = time.perf_counter() + args.seconds
+
+                def client(_, per_client=per_client, deadline=deadline):
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                    lat = []
+                    for _ in range(per_client):
+                        if time.perf_counter() > deadline:
+                            break
+                        t = time.perf_counter()
+                        conn.request("POST", "/invocations", body=body,
+                                     headers={"Content-Type": "application/json"})
+                        resp = conn.getresponse()
+                        resp.read()
+                        lat.append(time.perf_counter() - t)
+                        assert resp.status == 200, resp.status
+                    conn.close()
+                    return lat
+
+                t0 = time.perf_counter()
+                with ThreadPoolExecutor(clients) as pool:
+                    lats = [x for part in pool.map(client, range(clients)) for x in part]
+                wall = time.perf_counter() - t0
+                results[f"http_x{clients}"] = {**_percentiles(lats), "clients": clients,
+                                               "throughput_rps": len(lats) / wall}
+        finally:
+            srv.shutdown()
+            srv.server_close()
+
+    meta = {"machine": platform.machine(), "cpus": os.cpu_count(), "python": sys.version.split()[0],
+            "payload_bytes": len(body), "rows_per_request": model.min_rows, "window": 100,
+            "features": 40, "model": "lstm(64)"}
+    out = Path(__file__).resolve().parent / "results" / "serve.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    fwd = results["forward"]["p50_ms"]
+    print(f"{'measurement':<16}{'n':>6}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}{'p50/forward':>13}")
+    for k, r in results.items():
+        rps = r.get("throughput_rps", 1000 / r["mean_ms"])
+        print(f"{k:<16}{r['n']:>6}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{rps:>10.0f}"
+              f"{r['p50_ms'] / fwd:>13.1f}")
+    print(f"payload {len(body):,} bytes, {model.min_rows} rows; written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
