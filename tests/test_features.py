@@ -467,3 +467,15 @@ def test_register_rejects_defaults_that_the_function_does_not_take():
     with pytest.raises(ValueError, match="do not match"):
         register("never_registered", kind="book", window=3)(lambda frame, windows: {})
     assert "never_registered" not in FEATURES
+
+
+def test_compute_features_columns_equal_each_features_own_output_in_float32():
+    frame = random_book(5, 300, 3)
+    specs = [{"name": n} for n in available_features("book")]
+    X, names = compute_features(frame, specs, "book")
+    expected = {}
+    for spec in specs:
+        expected.update(FEATURES[spec["name"]](frame))
+    assert names == list(expected)
+    for j, name in enumerate(names):
+        np.testing.assert_array_equal(X[:, j], expected[name].astype(np.float32), err_msg=name)

@@ -169,3 +169,30 @@ def test_real_amzn_sample_ingests(tmp_path):
                 IngestConfig(format="lobster", window=50, horizon=10), log=lambda m: None)
     assert ds.manifest["n_rows"] == 57_515
     assert ds.prices[0, 2] == pytest.approx(223.95)
+
+
+def test_lazy_day_by_day_reading_gives_the_arrays_of_the_eager_reader(sim_dir):
+    from lobseq.ingest import build_arrays
+    from lobseq.sources import read_lobster
+    from lobseq.sources.lobster import iter_lobster
+
+    lazy, lazy_names, lazy_info = build_arrays(iter_lobster(sim_dir), _cfg(), log=lambda m: None)
+    eager, names, info = build_arrays(read_lobster(sim_dir), _cfg(), log=lambda m: None)
+    assert (lazy_names, lazy_info) == (names, info) and len(info) == 2
+    for key, values in eager.items():
+        np.testing.assert_array_equal(lazy[key], values, err_msg=key)
+
+
+def test_a_broken_later_day_is_reported_by_ingest(sim_dir, tmp_path):
+    import shutil
+
+    raw = tmp_path / "raw"
+    shutil.copytree(sim_dir, raw)
+    book = sorted(raw.glob("*_orderbook_*.csv"))[-1]
+    lines = book.read_text().splitlines()
+    lines[9] = lines[9].replace(",", ",x", 1)
+    book.write_text("\n".join(lines) + "\n")
+    with pytest.raises(LobseqError) as info:
+        ingest([raw], tmp_path / "ds", _cfg(), log=lambda m: None)
+    assert (info.value.file, info.value.row) == (str(book), 10)
+    assert not (tmp_path / "ds").exists()

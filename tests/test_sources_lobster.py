@@ -346,3 +346,53 @@ def test_reading_writes_nothing(tmp_path, monkeypatch):
         read_lobster(broken)
     assert snapshot() == before
     assert os.listdir(work) == []
+
+
+# --- block-wise orderbook parsing and lazy reading -----------------------------------------
+
+
+def test_small_parse_blocks_give_the_same_frame(tmp_path, monkeypatch):
+    import lobseq.sources.lobster as lobster
+
+    write_pair(tmp_path, MESSAGES, BOOK_2)
+    whole = read_lobster(tmp_path)[0].frame
+    monkeypatch.setattr(lobster, "BOOK_BLOCK_BYTES", 64)  # about one row per block
+    assert read_lobster(tmp_path)[0].frame.equals(whole)
+
+
+def test_bad_cell_in_a_later_block_names_its_row(tmp_path, monkeypatch):
+    import lobseq.sources.lobster as lobster
+
+    monkeypatch.setattr(lobster, "BOOK_BLOCK_BYTES", 64)
+    book = list(BOOK_2)
+    book[1] = "1001000,inf,1000000,100,9999999999,0,-9999999999,0"
+    book[3] = "9999999999,nan,1000000,80,9999999999,0,-9999999999,0"
+    _, ob = write_pair(tmp_path, MESSAGES, book)
+    err = error_of(tmp_path)  # a missing cell is reported before an earlier infinite one
+    assert (err.file, err.row, err.field, err.problem) == (
+        str(ob), 4, "ask_size_1", "missing or NaN value"
+    )
+
+
+def test_extra_orderbook_rows_in_later_blocks_are_counted(tmp_path, monkeypatch):
+    import lobseq.sources.lobster as lobster
+
+    monkeypatch.setattr(lobster, "BOOK_BLOCK_BYTES", 64)
+    write_pair(tmp_path, MESSAGES, BOOK_2 + BOOK_2[-1:] * 3)
+    assert "orderbook has 7 rows" in error_of(tmp_path).problem
+
+
+def test_iter_lobster_checks_names_at_once_and_parses_one_day_per_step(tmp_path):
+    from lobseq.sources.lobster import iter_lobster
+
+    write_pair(tmp_path, MESSAGES, BOOK_2, stem="AAA_2024-01-02_34200000_57600000")
+    write_pair(tmp_path, MESSAGES, ["not,a,book"], stem="AAA_2024-01-03_34200000_57600000")
+    stream = iter_lobster(tmp_path)  # the broken second day is not parsed yet
+    assert len(stream) == 2 and len(stream.files) == 2
+    days = iter(stream)
+    assert next(days).day == "2024-01-02"
+    with pytest.raises(LobseqError):
+        next(days)
+    (tmp_path / "AAA_2024-01-02_34200000_57600000_orderbook_2.csv").unlink()
+    with pytest.raises(LobseqError, match="no orderbook file"):
+        iter_lobster(tmp_path)
