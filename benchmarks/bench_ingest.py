@@ -31,9 +31,8 @@ def _rss_mb() -> float:
 
 
 def child(mode: str, src: str, out: str, window: int, horizon: int) -> None:
-    import pyarrow.csv as pc
-
     import pandas  # noqa: F401  (imports are not ingest work: load them before the clock)
+    import pyarrow.csv as pc
 
     import lobseq.features  # noqa: F401
     import lobseq.sources  # noqa: F401

@@ -110,7 +110,9 @@ def _concatenate(parts: list[np.ndarray]) -> np.ndarray:
 
 
 def build_arrays(segments: Iterable, cfg: IngestConfig, log: Callable[[str], None] = print):
-    """Featurize and label each segment; concatenate. Returns (arrays, names, per-segment info).
+    """Featurize and label each segment; concatenate.
+
+    Returns (arrays, feature names, per-segment info, resolved feature specs).
 
     `segments` may be lazy (`lobseq.sources.lobster.iter_lobster`): each
     segment's frame is dropped once used, so memory holds one raw day plus
@@ -123,6 +125,7 @@ def build_arrays(segments: Iterable, cfg: IngestConfig, log: Callable[[str], Non
                                           ("features", "labels", "returns", "prices",
                                            "timestamps", "segment", "usable")}
     names: list[str] | None = None
+    resolved: list[dict] = []
     seg_info = []
     first_file = None
     for i, seg in enumerate(segments):
@@ -141,6 +144,9 @@ def build_arrays(segments: Iterable, cfg: IngestConfig, log: Callable[[str], Non
         x, seg_names = feats.compute_features(frame, specs, seg.kind)
         if names is None:
             names = seg_names
+            # Full specs (defaults filled in): what a bundled model recomputes from raw rows.
+            resolved = [{"name": f.name, **p} for f, p in
+                        (feats.resolve_spec(sp, seg.kind) for sp in specs)]
         elif seg_names != names:
             raise LobseqError("features differ from the first file's (different level count?)",
                               file=seg.files[0], fix="ingest files with the same number of levels together")
@@ -168,7 +174,7 @@ def build_arrays(segments: Iterable, cfg: IngestConfig, log: Callable[[str], Non
         raise LobseqError(
             f"horizon {cfg.horizon} leaves no labelled rows",
             file=first_file, fix="use a shorter --horizon or longer files")
-    return arrays, names, seg_info
+    return arrays, names, seg_info, resolved
 
 
 def ingest(sources: Sequence[str | Path], out: str | Path, cfg: IngestConfig,
@@ -192,7 +198,7 @@ def ingest(sources: Sequence[str | Path], out: str | Path, cfg: IngestConfig,
     kind = "book" if isinstance(segments, SegmentStream) else segments[0].kind
     files = segments.files if isinstance(segments, SegmentStream) else [seg.files for seg in segments]
     log(f"Read {len(segments)} segment(s) from {len(sources)} source(s)")
-    arrays, names, seg_info = build_arrays(segments, cfg, log)
+    arrays, names, seg_info, specs = build_arrays(segments, cfg, log)
     del segments
 
     time_key = arrays["timestamps"]
@@ -234,6 +240,7 @@ def ingest(sources: Sequence[str | Path], out: str | Path, cfg: IngestConfig,
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
         "embargo": cfg.effective_embargo,
         "feature_names": names,
+        "feature_specs": specs,
         "n_rows": int(len(split)),
         "segments": seg_info,
         "windows": {name: int(len(ends[name])) for name in SPLIT_NAMES},

@@ -176,8 +176,8 @@ def test_lazy_day_by_day_reading_gives_the_arrays_of_the_eager_reader(sim_dir):
     from lobseq.sources import read_lobster
     from lobseq.sources.lobster import iter_lobster
 
-    lazy, lazy_names, lazy_info = build_arrays(iter_lobster(sim_dir), _cfg(), log=lambda m: None)
-    eager, names, info = build_arrays(read_lobster(sim_dir), _cfg(), log=lambda m: None)
+    lazy, lazy_names, lazy_info, _ = build_arrays(iter_lobster(sim_dir), _cfg(), log=lambda m: None)
+    eager, names, info, _ = build_arrays(read_lobster(sim_dir), _cfg(), log=lambda m: None)
     assert (lazy_names, lazy_info) == (names, info) and len(info) == 2
     for key, values in eager.items():
         np.testing.assert_array_equal(lazy[key], values, err_msg=key)
@@ -196,3 +196,16 @@ def test_a_broken_later_day_is_reported_by_ingest(sim_dir, tmp_path):
         ingest([raw], tmp_path / "ds", _cfg(), log=lambda m: None)
     assert (info.value.file, info.value.row) == (str(book), 10)
     assert not (tmp_path / "ds").exists()
+
+
+def test_recorded_feature_specs_recompute_the_stored_features(sim_dir, tmp_path):
+    from lobseq.features import compute_features
+    from lobseq.sources import read_lobster
+
+    ds = ingest([sim_dir], tmp_path / "d", _cfg(), log=lambda m: None)
+    specs = ds.manifest["feature_specs"]
+    assert {s["name"] for s in specs} >= {"levels_rel", "ofi", "dixon_ofr"}
+    frame = read_lobster(sim_dir)[0].frame
+    x, names = compute_features(frame, specs, "book")
+    assert names == ds.feature_names
+    np.testing.assert_array_equal(x, np.asarray(ds.features)[: len(frame)])
