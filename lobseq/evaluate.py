@@ -193,6 +193,8 @@ def _evenly(ends: np.ndarray, limit: int | None) -> np.ndarray:
 def fit_baselines(ds, train_ends: np.ndarray, *, max_train: int | None = 200_000,
                   seed: int = 0) -> dict:
     """Baselines fitted on `train_ends` only (last-row raw features / lagged labels)."""
+    from threadpoolctl import threadpool_limits
+
     from lobseq.baselines import (
         GBTBaseline,
         LogisticBaseline,
@@ -208,22 +210,28 @@ def fit_baselines(ds, train_ends: np.ndarray, *, max_train: int | None = 200_000
     y = np.asarray(ds.labels[tr], dtype=np.int64)
     x = np.asarray(ds.features[tr], dtype=np.float64)
     lag = lagged_labels(ds.labels, ds.horizon, ds.segment)
-    return {
-        "prior": PriorBaseline(k).fit(x, y),
-        "persistence": PersistenceBaseline(k, source="label").fit(lag[tr], y),
-        "logistic": LogisticBaseline(k).fit(x, y),
-        "gbt": GBTBaseline(k, random_state=seed).fit(x, y),
-        "_lagged": lag,
-    }
+    # One thread: OpenMP/BLAS pools spinning next to TensorFlow's on a busy machine were
+    # measured 20x slower than a single thread on these sizes.
+    with threadpool_limits(limits=1):
+        return {
+            "prior": PriorBaseline(k).fit(x, y),
+            "persistence": PersistenceBaseline(k, source="label").fit(lag[tr], y),
+            "logistic": LogisticBaseline(k).fit(x, y),
+            "gbt": GBTBaseline(k, random_state=seed, n_threads=1).fit(x, y),
+            "_lagged": lag,
+        }
 
 
 def baseline_probas(baselines: dict, ds, ends: np.ndarray) -> dict[str, np.ndarray]:
     """Each baseline's (len(ends), K) probabilities on exactly the rows `ends`."""
+    from threadpoolctl import threadpool_limits
+
     x = np.asarray(ds.features[ends], dtype=np.float64)
     out = {}
-    for name in BASELINE_NAMES:
-        b = baselines[name]
-        out[name] = b.predict_proba(baselines["_lagged"][ends] if name == "persistence" else x)
+    with threadpool_limits(limits=1):
+        for name in BASELINE_NAMES:
+            b = baselines[name]
+            out[name] = b.predict_proba(baselines["_lagged"][ends] if name == "persistence" else x)
     return out
 
 

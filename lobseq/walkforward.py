@@ -360,7 +360,9 @@ def _log_fold(ds, fold: Fold, info: dict, result) -> None:
 
     from lobseq.evaluate import _numeric
 
+    parent = mlflow.active_run()
     with mlflow.start_run(run_name=f"fold-{fold.index}", nested=True,
+                          experiment_id=parent.info.experiment_id,
                           tags={"lobseq.kind": "walkforward_fold", "fold": str(fold.index),
                                 "dataset": ds.name, "dataset_hash": ds.hash}):
         mlflow.log_params({k: str(v) for k, v in fold.describe(ds).items()})

@@ -1,0 +1,135 @@
+"""`lobseq backtest` / `lobseq evaluate` on the command line, and the backtest's row conventions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """Two simulated days, a tiny logged GRU, one CLI backtest; a dataset with other features."""
+    from lobseq.cli import cli
+    from lobseq.ingest import IngestConfig, ingest
+    from lobseq.simulate import simulate_lobster
+    from lobseq.tracking import train_and_log
+    from lobseq.train import TrainConfig
+
+    tmp = tmp_path_factory.mktemp("backtest")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}")
+    mp.chdir(tmp)
+    raw = simulate_lobster(tmp / "raw", events=3000, levels=5, days=2, seed=4)
+    ds = ingest(raw, tmp / "sim", IngestConfig(format="lobster", window=10, horizon=5),
+                log=lambda _m: None)
+    ingest(raw, tmp / "other", IngestConfig(format="lobster", window=10, horizon=5,
+                                            features=["spread", "returns"]), log=lambda _m: None)
+    run_id = train_and_log(tmp / "sim", TrainConfig(model="gru", hyper={"units": 4}, epochs=1,
+                                                    max_train_windows=400), log=lambda _m: None)
+    result = CliRunner().invoke(cli, ["backtest", run_id, str(tmp / "sim"), "--cost-bps", "1"])
+    yield {"ds": ds, "run_id": run_id, "result": result, "tmp": tmp, "cli": cli}
+    mp.undo()
+
+
+def _backtest_run(env):
+    from mlflow import MlflowClient
+
+    runs = MlflowClient().search_runs(
+        [MlflowClient().get_experiment_by_name("sim").experiment_id],
+        filter_string="tags.`lobseq.kind` = 'backtest'")
+    assert len(runs) == 1
+    return runs[0]
+
+
+def test_backtest_command_succeeds(env):
+    assert env["result"].exit_code == 0, env["result"].output
+
+
+def test_backtest_prints_buy_and_hold_next_to_the_model(env):
+    lines = env["result"].output.splitlines()
+    assert any(line.startswith("model") for line in lines) and \
+        any(line.startswith("buy_and_hold") for line in lines)
+
+
+def test_backtest_logs_equity_plot_and_trade_log(env):
+    from mlflow import MlflowClient
+
+    files = {Path(f.path).name for f in
+             MlflowClient().list_artifacts(_backtest_run(env).info.run_id, "backtest")}
+    assert {"equity.png", "trades.csv"} <= files
+
+
+def test_backtest_run_records_costs_for_model_and_baselines(env):
+    metrics = _backtest_run(env).data.metrics
+    assert metrics["model_total_cost"] > 0 and "logistic_total_return" in metrics
+
+
+def test_backtest_run_is_linked_to_the_model_run(env):
+    assert _backtest_run(env).data.tags["lobseq.model_run_id"] == env["run_id"]
+
+
+def test_no_trade_spans_two_segments(env):
+    import pandas as pd
+    from mlflow.artifacts import download_artifacts
+
+    run_id = _backtest_run(env).info.run_id
+    trades = pd.read_csv(download_artifacts(run_id=run_id, artifact_path="backtest/trades.csv"))
+    seg = env["ds"].segment
+    assert len(trades) > 0
+    assert (seg[trades["entry_row"]] == seg[trades["exit_row"]]).all()
+
+
+def test_signal_is_flat_at_rows_that_end_no_window(env):
+    from lobseq.evaluate import backtest_rows, signal_on_rows
+
+    ds = env["ds"]
+    rows = np.flatnonzero(ds.split == 2)
+    br = backtest_rows(ds, rows)
+    ends = ds.ends["test"]
+    sig = signal_on_rows(br, ends, np.tile([0.1, 0.1, 0.8], (len(ends), 1)), 0.0, "long_short")
+    assert not sig[~np.isin(br.rows, ends)].any() and (sig[np.isin(br.rows, ends)] == 1).all()
+
+
+def test_a_gap_in_rows_starts_a_new_run(env):
+    from lobseq.evaluate import backtest_rows
+
+    br = backtest_rows(env["ds"], np.array([100, 101, 102, 200, 201]))
+    assert br.run.tolist() == [0, 0, 0, 1, 1]
+
+
+def test_positions_are_flat_at_the_first_row_of_every_run(env):
+    from lobseq.evaluate import backtest_rows, run_on_rows
+
+    ds = env["ds"]
+    br = backtest_rows(ds, np.flatnonzero(ds.split >= 1))  # val and test: several runs
+    res = run_on_rows(br, np.ones(len(br.rows), dtype=np.int8), horizon=ds.horizon, cost_bps=0,
+                      at_touch=False, periods_per_year=252)
+    first = np.flatnonzero(np.diff(br.run, prepend=-1) != 0)
+    assert len(first) > 1 and not res.position[first].any()
+
+
+def test_evaluate_command_prints_model_and_logistic_rows(env):
+    result = CliRunner().invoke(env["cli"], ["evaluate", env["run_id"], str(env["tmp"] / "sim"),
+                                             "--n-boot", "50"])
+    assert result.exit_code == 0 and "logistic" in result.output and "model" in result.output
+
+
+def test_unknown_model_uri_exits_2_with_a_clear_message(env):
+    result = CliRunner().invoke(env["cli"], ["backtest", "f" * 32, str(env["tmp"] / "sim")])
+    assert result.exit_code == 2 and "cannot resolve model" in result.output
+
+
+def test_dataset_with_other_features_exits_2(env):
+    result = CliRunner().invoke(env["cli"], ["evaluate", env["run_id"], str(env["tmp"] / "other")])
+    assert result.exit_code == 2 and "features differ" in result.output
+
+
+def test_unknown_split_exits_2(env):
+    result = CliRunner().invoke(env["cli"], ["backtest", env["run_id"], str(env["tmp"] / "sim"),
+                                             "--split", "holdout"])
+    assert result.exit_code == 2 and "holdout" in result.output

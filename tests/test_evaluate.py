@@ -1,0 +1,157 @@
+"""evaluate_model: a logged model scored against baselines on the same rows, logged to MLflow."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lobseq.errors import LobseqError
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """Two simulated days, a tiny GRU trained and logged, and one evaluation of it."""
+    from lobseq.evaluate import evaluate_model
+    from lobseq.ingest import IngestConfig, ingest
+    from lobseq.simulate import simulate_lobster
+    from lobseq.tracking import train_and_log
+    from lobseq.train import TrainConfig
+
+    tmp = tmp_path_factory.mktemp("evaluate")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}")
+    mp.chdir(tmp)
+    raw = simulate_lobster(tmp / "raw", events=3000, levels=5, days=2, seed=3)
+    ds = ingest(raw, tmp / "sim", IngestConfig(format="lobster", window=10, horizon=5),
+                log=lambda _m: None)
+    run_id = train_and_log(tmp / "sim", TrainConfig(model="gru", hyper={"units": 4}, epochs=1,
+                                                    max_train_windows=400), log=lambda _m: None)
+    scores = evaluate_model(run_id, tmp / "sim", "test", n_boot=100, log=None)
+    yield {"ds": ds, "run_id": run_id, "scores": scores, "tmp": tmp}
+    mp.undo()
+
+
+def _run(run_id):
+    import mlflow
+
+    return mlflow.get_run(run_id)
+
+
+def test_evaluation_run_is_linked_to_the_model_run(env):
+    assert _run(env["scores"]["run_id"]).data.tags["lobseq.model_run_id"] == env["run_id"]
+
+
+def test_evaluation_run_is_tagged_with_the_dataset_hash(env):
+    assert _run(env["scores"]["run_id"]).data.tags["dataset_hash"] == env["ds"].hash
+
+
+def test_evaluation_logs_model_and_baseline_macro_f1(env):
+    metrics = _run(env["scores"]["run_id"]).data.metrics
+    assert {"macro_f1", "macro_f1_ci_low", "baseline_logistic_macro_f1",
+            "diff_macro_f1_vs_best_ci_high"} <= set(metrics)
+
+
+def test_evaluation_logs_confusion_matrix_and_reliability_plots(env):
+    from mlflow import MlflowClient
+
+    files = {Path(f.path).name for f in MlflowClient().list_artifacts(env["scores"]["run_id"], "plots")}
+    assert {"confusion_matrix.png", "reliability.png"} <= files
+
+
+def test_model_and_every_baseline_are_scored_on_the_test_windows(env):
+    s, n = env["scores"], len(env["ds"].ends["test"])
+    assert [s["n"], *(s[f"baseline_{b}_n"] for b in ("prior", "persistence", "logistic", "gbt"))] \
+        == [n] * 5
+
+
+def test_macro_f1_interval_brackets_the_estimate(env):
+    s = env["scores"]
+    assert s["macro_f1_ci_low"] <= s["macro_f1"] <= s["macro_f1_ci_high"]
+
+
+def test_promotion_rule_finds_the_macro_f1_interval(env):
+    from lobseq.registry import ci_of
+
+    assert ci_of(env["scores"], "macro_f1") == (env["scores"]["macro_f1_ci_low"],
+                                                env["scores"]["macro_f1_ci_high"])
+
+
+def test_prior_baseline_learns_train_label_frequencies_only(env):
+    from lobseq.evaluate import fit_baselines
+
+    ds = env["ds"]
+    y = ds.labels[ds.ends["train"]]
+    prior = fit_baselines(ds, ds.ends["train"])["prior"]
+    assert np.allclose(prior.class_prior_, np.bincount(y, minlength=3) / y.size)
+
+
+def test_baselines_ignore_validation_and_test_labels(env):
+    from lobseq.evaluate import baseline_probas, fit_baselines
+
+    ds = env["ds"]
+    labels = np.array(ds.labels)
+    scrambled = labels.copy()
+    other = np.concatenate([ds.ends["val"], ds.ends["test"]])
+    scrambled[other] = (scrambled[other] + 1) % 3
+    # persistence reads lagged labels as a feature at prediction time; fit-time labels are train's
+    a = baseline_probas(fit_baselines(ds, ds.ends["train"]), ds, ds.ends["test"])
+    b = baseline_probas(fit_baselines(replace(ds, labels=scrambled), ds.ends["train"]), ds,
+                        ds.ends["test"])
+    assert all(np.allclose(a[k], b[k]) for k in ("prior", "logistic", "gbt"))
+
+
+def test_predictions_use_the_models_scaler_not_the_datasets(env):
+    from lobseq.evaluate import load_logged_model, predict_proba
+    from lobseq.scaler import StandardScaler
+
+    ds = env["ds"]
+    model = load_logged_model(env["run_id"])
+    bogus = StandardScaler.from_dict({"mean_": [5.0] * ds.n_features,
+                                      "scale_": [9.0] * ds.n_features, "n_samples_seen_": 1})
+    ends = ds.ends["test"][:50]
+    assert np.allclose(predict_proba(model, ds, ends), predict_proba(model, replace(ds, scaler=bogus), ends))
+
+
+def test_evaluation_inside_an_active_run_is_nested(env):
+    import mlflow
+
+    from lobseq.evaluate import evaluate_model
+
+    with mlflow.start_run() as parent:
+        scores = evaluate_model(env["run_id"], env["ds"], "val", n_boot=20, log=None)
+    assert _run(scores["run_id"]).data.tags.get("mlflow.parentRunId") == parent.info.run_id
+
+
+def test_unknown_run_id_is_a_user_error(env):
+    from lobseq.evaluate import load_logged_model
+
+    with pytest.raises(LobseqError, match="cannot resolve model"):
+        load_logged_model("0" * 32)
+
+
+def test_text_that_is_no_model_uri_is_a_user_error():
+    from lobseq.evaluate import normalize_model_uri
+
+    with pytest.raises(LobseqError, match="not a model URI"):
+        normalize_model_uri("my-model")
+
+
+def test_dataset_with_other_features_is_a_user_error(env):
+    from lobseq.evaluate import check_compatible, load_logged_model
+
+    ds = env["ds"]
+    other = replace(ds, manifest={**ds.manifest, "feature_names": list(reversed(ds.feature_names))})
+    with pytest.raises(LobseqError, match="features differ"):
+        check_compatible(load_logged_model(env["run_id"]), other)
+
+
+def test_unknown_split_is_a_user_error(env):
+    from lobseq.evaluate import evaluate_model
+
+    with pytest.raises(LobseqError, match="unknown split"):
+        evaluate_model(env["run_id"], env["ds"], "holdout", log=None, log_to_mlflow=False)
