@@ -99,7 +99,8 @@ TRAIN = {  # plus every TrainConfig field except `model` (checked at load time)
     "hyper": Setting("dict"),  # {model: {hyperparameter: value}}
     "register": Setting("str"),
 }
-EVALUATE = {"split": Setting("str", choices=SPLITS, default="test"), "dataset": Setting("str")}
+EVALUATE = {"split": Setting("str", choices=SPLITS, default="test"), "dataset": Setting("str"),
+            "n_boot": Setting("int"), "max_baseline_train": Setting("int")}
 BACKTEST = {"split": Setting("str", choices=SPLITS, default="test"), "dataset": Setting("str"),
             "params": Setting("dict")}
 PROMOTE = {
@@ -518,11 +519,15 @@ def _evaluate_run(ctx: StageContext) -> dict:
     s, dataset = ctx.stage.settings, ctx.dataset()
     evaluations = {}
     for m, info in _candidates(ctx).items():
-        metrics = evaluate_model(info["model_uri"], dataset, split=s["split"])
+        metrics = evaluate_model(info["model_uri"], dataset, split=s["split"], **_eval_options(s))
         evaluations[m] = _jsonable(metrics)
         ctx.log(f"  {m}: " + ", ".join(f"{k} {v:.4f}" for k, v in evaluations[m].items()
                                        if isinstance(v, float) and "_ci" not in k)[:200])
     return {"evaluations": evaluations, "split": s["split"]}
+
+
+def _eval_options(settings: dict) -> dict:
+    return {k: settings[k] for k in ("n_boot", "max_baseline_train") if settings.get(k) is not None}
 
 
 def _backtest_run(ctx: StageContext) -> dict:
@@ -549,6 +554,9 @@ def _promote_run(ctx: StageContext) -> dict:
     if ctx.find("split") not in (None, s["split"]):
         raise LobseqError(f"the evaluate stage scored split '{ctx.find('split')}', promote compares "
                           f"on '{s['split']}'", field="split", fix="use the same split in both")
+    # the champion is scored exactly as the challengers were (same options, same split)
+    evaluate_settings = next((a.settings for a in ctx.pipeline.ancestors(ctx.stage)
+                              if a.type == "evaluate"), {})
     candidates = _candidates(ctx)
     scored = {m: evaluations[m] for m in candidates if m in evaluations}
     if not scored:
@@ -564,7 +572,8 @@ def _promote_run(ctx: StageContext) -> dict:
 
     decision = registry.champion_challenger(
         s["model_name"], candidates[best]["model_uri"], scored[best],
-        evaluate=lambda uri: _jsonable(evaluate_model(uri, dataset, split=s["split"])),
+        evaluate=lambda uri: _jsonable(evaluate_model(uri, dataset, split=s["split"],
+                                                      **_eval_options(evaluate_settings))),
         rule=rule, log=ctx.log, on_decision=record)
     out = {"decision": {**decision.to_dict(), "challenger_model": best}}
     verdict = "PROMOTED" if decision.promote else "kept the champion"
