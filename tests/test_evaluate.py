@@ -155,3 +155,30 @@ def test_unknown_split_is_a_user_error(env):
 
     with pytest.raises(LobseqError, match="unknown split"):
         evaluate_model(env["run_id"], env["ds"], "holdout", log=None, log_to_mlflow=False)
+
+
+LOBSTER = Path(__file__).resolve().parents[2] / "shared/data/lobster"
+
+
+@pytest.mark.skipif(not LOBSTER.is_dir(), reason=f"real LOBSTER sample not found at {LOBSTER}")
+def test_amzn_report_shows_deep_model_next_to_baselines_with_intervals(tmp_path, monkeypatch):
+    """Acceptance on the real AMZN sample: horizon 10, 3 classes, tiny LSTM, ~1 epoch."""
+    from lobseq.evaluate import evaluate_model
+    from lobseq.ingest import IngestConfig, ingest
+    from lobseq.tracking import train_and_log
+    from lobseq.train import TrainConfig
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    ingest([LOBSTER], tmp_path / "amzn", IngestConfig(format="lobster", window=20, horizon=10),
+           log=lambda _m: None)
+    run_id = train_and_log(tmp_path / "amzn", TrainConfig(model="lstm", hyper={"units": 8},
+                                                          epochs=1, max_train_windows=3000,
+                                                          max_val_windows=1000),
+                           log=lambda _m: None)
+    lines = []
+    scores = evaluate_model(run_id, tmp_path / "amzn", "test", n_boot=200, log=lines.append)
+    print(lines[0])
+    rows = {line.split()[0] for line in lines[0].splitlines()[3:8]}
+    assert rows == {"model", "prior", "persistence", "logistic", "gbt"} and \
+        scores["macro_f1_ci_low"] <= scores["macro_f1"] <= scores["macro_f1_ci_high"]
