@@ -531,7 +531,7 @@ def _eval_options(settings: dict) -> dict:
 
 
 def _backtest_run(ctx: StageContext) -> dict:
-    from lobseq.backtest import backtest_model
+    from lobseq.evaluate import backtest_model
 
     s, dataset = ctx.stage.settings, ctx.dataset()
     results = {}
@@ -659,11 +659,15 @@ def _previous_run(experiment_id: str, key: str):
                               output_format="list")
     for run in runs:
         text = run.data.tags.get(OUTPUTS_TAG)
-        if text:
-            try:
+        try:
+            if text:
                 return run, json.loads(text)
-            except ValueError:
-                continue
+            # outputs too large for a tag live only in the run's artifact
+            path = mlflow.artifacts.download_artifacts(run_id=run.data.tags.get(
+                "lobseq.reused_from", run.info.run_id), artifact_path="stage_outputs.json")
+            return run, json.loads(Path(path).read_text())
+        except (ValueError, OSError, mlflow.exceptions.MlflowException):
+            continue
     return None, None
 
 
