@@ -113,3 +113,29 @@ def test_forecaster_forward_pass_matches_predict(logged):
     fc = logged["pyfunc"].unwrap_python_model().forecaster
     x, ends = fc.windows(logged["frame"].iloc[-400:], all_windows=True)
     np.testing.assert_allclose(fc.forward(x), logged["keras"].predict(x, verbose=0), atol=1e-5)
+
+
+def test_one_window_goes_through_the_compiled_xla_pass_and_matches_the_graph(logged):
+    fc = logged["pyfunc"].unwrap_python_model().forecaster
+    x, _ = fc.windows(logged["frame"].iloc[-400:])
+    assert fc._forward_one is not None  # warmed up and checked at load
+    np.testing.assert_allclose(fc.forward(x), fc._forward(x).numpy(), atol=1e-6)
+
+
+def test_last_window_needs_only_the_last_min_rows(logged):
+    fc = logged["pyfunc"].unwrap_python_model().forecaster
+    frame = logged["frame"].iloc[:2000]
+    full, tail = fc.predict(frame), fc.predict(frame.iloc[-fc.spec["min_rows"]:])
+    assert full["timestamp"][0] == tail["timestamp"][0] == frame["timestamp"].iloc[-1]
+    np.testing.assert_allclose(full[["p_down", "p_up"]].to_numpy(), tail[["p_down", "p_up"]].to_numpy(),
+                               atol=1e-6)
+
+
+def test_features_from_the_stored_names_equal_a_fresh_computation(logged):
+    from lobseq.features import compute_features
+
+    fc = logged["pyfunc"].unwrap_python_model().forecaster
+    rows = logged["frame"][fc.spec["input_columns"]].iloc[:500]
+    x, usable = fc.features(rows)
+    fresh, names = compute_features(rows, fc.spec["features"], fc.spec["kind"])
+    assert names == fc.spec["feature_names"] and np.array_equal(x, fresh, equal_nan=True)

@@ -138,12 +138,19 @@ def resolve_spec(spec: str | Mapping[str, Any], kind: str) -> tuple[Feature, dic
 
 
 def compute_features(
-    frame: pd.DataFrame, specs: Iterable[str | Mapping[str, Any]], kind: str
+    frame: pd.DataFrame,
+    specs: Iterable[str | Mapping[str, Any]],
+    kind: str,
+    *,
+    names: list[str] | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """Compute ``specs`` on one segment's frame.
 
     Returns ``(X, names)``: ``X`` is float32 ``(len(frame), F)``, C-contiguous,
     column j named ``names[j]``; NaN where a feature is warming up or undefined.
+    ``names``: the columns these specs are known to make (a packaged model's
+    stored names); skips the two-row probe, and a frame that makes other
+    columns (other book levels) is a ``LobseqError``.
     """
     resolved = [resolve_spec(spec, kind) for spec in specs]
     if not resolved:
@@ -153,22 +160,11 @@ def compute_features(
             fix=f"list at least one of: {', '.join(available_features(kind))}",
         )
     n = len(frame)
-    # Column names do not depend on the data, so a two-row run finds them and
-    # the (n, F) matrix is allocated once; each column is then written into it
-    # as it is made (no list of columns beside the matrix, one float64 column
-    # alive at a time for features that yield).
-    probe = frame.iloc[: min(n, 2)]
-    names: list[str] = []
-    for feature, params in resolved:
-        for col, _values in feature.columns(probe, **params):
-            if col in names:
-                raise LobseqError(
-                    f"feature column {col!r} is produced twice",
-                    field="features",
-                    fix=f"request {feature.name!r} once (merge its parameters into one spec)",
-                )
-            names.append(col)
-    del probe
+    known = names is not None
+    if known:
+        names = list(names)
+    else:
+        names = _column_names(frame.iloc[: min(n, 2)], resolved)
     out = np.empty((n, len(names)), dtype=np.float32)
     j = 0
     for feature, params in resolved:
@@ -179,6 +175,8 @@ def compute_features(
                     f"feature {feature.name!r} column {col!r} has shape {values.shape}, "
                     f"expected ({n},)"
                 )
+            if known and (j >= len(names) or col != names[j]):
+                raise _names_differ(names, j, col)
             if j >= len(names) or col != names[j]:
                 raise RuntimeError(
                     f"feature {feature.name!r} made column {col!r} where a two-row frame "
@@ -188,8 +186,42 @@ def compute_features(
             j += 1
             del values
     if j != len(names):
+        if known:
+            raise _names_differ(names, j, None)
         raise RuntimeError(f"features made {j} columns on the frame but {len(names)} on two rows")
     return out, names
+
+
+def _column_names(probe: pd.DataFrame, resolved: list[tuple[Feature, dict[str, Any]]]) -> list[str]:
+    # Column names do not depend on the data, so a two-row run finds them and
+    # the (n, F) matrix is allocated once; each column is then written into it
+    # as it is made (no list of columns beside the matrix, one float64 column
+    # alive at a time for features that yield).
+    names: list[str] = []
+    for feature, params in resolved:
+        for col, _values in feature.columns(probe, **params):
+            if col in names:
+                raise LobseqError(
+                    f"feature column {col!r} is produced twice",
+                    field="features",
+                    fix=f"request {feature.name!r} once (merge its parameters into one spec)",
+                )
+            names.append(col)
+    return names
+
+
+class FeatureNamesDiffer(LobseqError):
+    """The frame makes other feature columns than the ``names`` given to ``compute_features``."""
+
+
+def _names_differ(names: list[str], j: int, col: str | None) -> LobseqError:
+    expected = names[j] if j < len(names) else "no more columns"
+    got = col if col is not None else "no more columns"
+    return FeatureNamesDiffer(
+        f"the frame's feature column {j + 1} is {got!r} where {expected!r} was expected "
+        "(other book levels or columns than the model's?)",
+        field="columns",
+    )
 
 
 def check_lags(value: Any, feature: str, param: str, *, minimum: int = 1) -> tuple[int, ...]:
@@ -278,6 +310,7 @@ __all__ = [
     "FEATURES",
     "KINDS",
     "Feature",
+    "FeatureNamesDiffer",
     "available_features",
     "check_lags",
     "compute_features",
