@@ -18,10 +18,13 @@ forward pass (a lock serializes models that say they are not thread-safe).
 from __future__ import annotations
 
 import json
+import operator
 import threading
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -44,8 +47,12 @@ def _reject_constant(name: str):
     raise BadRequest(400, f"{name} is not allowed: every value must be a finite number")
 
 
-def parse_payload(body: bytes) -> tuple[pd.DataFrame, dict]:
-    """The two `mlflow models serve` JSON layouts → (DataFrame, params)."""
+def parse_payload(body: bytes) -> tuple[list[str], list[list], dict]:
+    """The two `mlflow models serve` JSON layouts → (columns, rows, params).
+
+    Rows stay the parsed JSON lists: the service converts only the rows and
+    columns it uses, in one step, instead of building an object DataFrame.
+    """
     try:
         doc = json.loads(body, parse_constant=_reject_constant)
     except BadRequest:
@@ -68,21 +75,59 @@ def parse_payload(body: bytes) -> tuple[pd.DataFrame, dict]:
         if not isinstance(split, dict) or not isinstance(split.get("columns"), list) \
                 or not isinstance(split.get("data"), list):
             raise BadRequest(400, "'dataframe_split' needs 'columns' (list) and 'data' (list of rows)")
-        columns, data = split["columns"], split["data"]
+        columns, rows = split["columns"], split["data"]
         if not all(isinstance(c, str) for c in columns) or len(set(columns)) != len(columns):
             raise BadRequest(400, "'columns' must be distinct strings")
-        for i, row in enumerate(data):
-            if not isinstance(row, list) or len(row) != len(columns):
-                raise BadRequest(400, f"row {i} must be a list of {len(columns)} values")
-        frame = pd.DataFrame(data, columns=columns)
+        width = len(columns)
+        for i, row in enumerate(rows):
+            if not isinstance(row, list) or len(row) != width:
+                raise BadRequest(400, f"row {i} must be a list of {width} values")
     else:
         records = doc["dataframe_records"]
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
             raise BadRequest(400, "'dataframe_records' must be a list of objects")
-        frame = pd.DataFrame.from_records(records)
-        if records and any(set(r) != set(records[0]) for r in records):
+        columns = list(records[0]) if records else []
+        keys0 = set(columns)
+        if any(r.keys() != keys0 for r in records):
             raise BadRequest(400, "every record must have the same columns")
-    return frame, params
+        rows = [[r[c] for c in columns] for r in records]
+    return columns, rows, params
+
+
+_NUMBER = {float, int}
+
+
+def _float_block(rows: list[list], idx: list[int]) -> np.ndarray | None:
+    """float64 (len(rows), len(idx)) of the chosen columns, or None unless every value is a JSON number."""
+    if not rows:
+        return np.zeros((0, len(idx)))
+    pick = operator.itemgetter(*idx)
+    picked = [pick(r) for r in rows] if len(idx) > 1 else [(r[idx[0]],) for r in rows]
+    if not set(map(type, chain.from_iterable(picked))) <= _NUMBER:  # bool, str, null, ...
+        return None
+    try:
+        return np.array(picked, dtype=np.float64)
+    except OverflowError:  # an integer beyond float range
+        return None
+
+
+def _timestamps(values: list):
+    """Parse a timestamp column: ISO strings in C via numpy, anything else through pandas."""
+    if all(type(v) is str for v in values):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # numpy only warns on a UTC offset; pandas keeps it
+                return np.array(values, dtype="datetime64[ns]")
+        except (ValueError, TypeError, Warning):
+            pass
+    for fmt in (None, "ISO8601"):  # pandas infers one format from the first value; ISO may vary
+        try:
+            with warnings.catch_warnings():  # "could not infer format": a 400 below if it fails
+                warnings.simplefilter("ignore", UserWarning)
+                return pd.to_datetime(values, format=fmt)
+        except (ValueError, TypeError, OverflowError):
+            continue
+    raise BadRequest(400, "column 'timestamp' has values that are not dates/times")
 
 
 @dataclass
@@ -101,59 +146,69 @@ class ForecastService:
                 "window": m.window, "min_rows": m.min_rows, "classes": list(m.class_names),
                 "columns": m.columns}
 
-    def validate(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def validate(self, columns: list[str], rows: list[list]) -> tuple[pd.DataFrame, Any]:
+        """Checked request rows → (float64 frame of the model's columns, timestamps or None).
+
+        Only the last `min_rows` rows are converted and checked (all the model
+        reads); the frame is one float64 block in the model's column order.
+        """
         m = self.model
-        missing = [c for c in m.columns if c not in frame.columns]
+        missing = [c for c in m.columns if c not in columns]
         if missing:
             raise BadRequest(400, f"missing columns: {', '.join(missing)}")
-        extra = [c for c in frame.columns if c not in m.columns and c not in m.optional_columns]
+        extra = [c for c in columns if c not in m.columns and c not in m.optional_columns]
         if extra:
             raise BadRequest(400, f"unexpected columns: {', '.join(map(str, extra))} "
                                   f"(the model takes {', '.join(m.columns)})")
-        if len(frame) < m.min_rows:
-            raise BadRequest(400, f"too few rows: got {len(frame)}, the model needs at least "
+        if len(rows) < m.min_rows:
+            raise BadRequest(400, f"too few rows: got {len(rows)}, the model needs at least "
                                   f"{m.min_rows} (window {m.window} plus feature warm-up)")
-        frame = frame.iloc[len(frame) - m.min_rows:].reset_index(drop=True)  # bound the work
-        numeric = [c for c in frame.columns if c != "timestamp"]
-        part = frame[numeric]
-        if any(part[c].dtype == object and part[c].map(lambda v: isinstance(v, (bool, str, list, dict))).any()
-               for c in part.columns if part[c].dtype == object):
-            bad = next(c for c in part.columns if part[c].dtype == object
-                       and part[c].map(lambda v: isinstance(v, (bool, str, list, dict))).any())
-            raise BadRequest(400, f"column '{bad}' must hold numbers")
-        try:
-            values = part.to_numpy(dtype=np.float64, na_value=np.nan)  # one block, one conversion
-        except (ValueError, TypeError):
-            raise BadRequest(400, "every column except timestamp must hold numbers") from None
+        rows = rows[len(rows) - m.min_rows:]  # bound the work
+        numeric = list(m.columns) + [c for c in columns if c != "timestamp" and c not in m.columns]
+        position = {c: i for i, c in enumerate(columns)}
+        values = _float_block(rows, [position[c] for c in numeric])
+        if values is None:  # not all plain numbers: the column-wise checks say which and where
+            values = self._slow_block(columns, rows, numeric)
         bad = ~np.isfinite(values)
         if bad.any():
             row, col = (int(i) for i in np.argwhere(bad)[0])
             raise BadRequest(400, f"column '{numeric[col]}' row {row}: value is missing, NaN or infinite")
-        out = pd.DataFrame(values, columns=numeric)
-        if "timestamp" in frame.columns:
-            try:
-                out.insert(0, "timestamp", pd.to_datetime(frame["timestamp"]))
-            except (ValueError, TypeError):
-                raise BadRequest(400, "column 'timestamp' has values that are not dates/times") from None
-        return out
+        frame = pd.DataFrame(values, columns=numeric)
+        stamps = None
+        if "timestamp" in position:
+            k = position["timestamp"]
+            stamps = _timestamps([r[k] for r in rows])
+        return frame, stamps
+
+    @staticmethod
+    def _slow_block(columns: list[str], rows: list[list], numeric: list[str]) -> np.ndarray:
+        part = pd.DataFrame(rows, columns=columns)[numeric]
+        for c in part.columns:
+            if part[c].dtype == object and part[c].map(
+                    lambda v: isinstance(v, (bool, str, list, dict))).any():
+                raise BadRequest(400, f"column '{c}' must hold numbers")
+        try:
+            return part.to_numpy(dtype=np.float64, na_value=np.nan)  # one block, one conversion
+        except (ValueError, TypeError, OverflowError):
+            raise BadRequest(400, "every column except timestamp must hold numbers") from None
 
     def predict(self, body: bytes) -> dict:
-        frame, params = parse_payload(body)
+        columns, rows, params = parse_payload(body)
         instrument = params.get("instrument", "")
         if not isinstance(instrument, str):
             raise BadRequest(400, "params.instrument must be a string")
-        frame = self.validate(frame)
+        frame, stamps = self.validate(columns, rows)
         try:
             with self._lock:
-                proba, rows = self.model.predict_proba(frame, all_windows=False)
+                proba, ends = self.model.predict_proba(frame, all_windows=False)
         except LobseqError as e:  # the forecaster's own input checks
             raise BadRequest(400, str(e)) from None
         proba = np.asarray(proba, dtype=np.float64)
         if len(proba) == 0:
             raise BadRequest(422, f"no prediction possible from these rows (need {self.model.min_rows} "
                                   "consecutive finite rows)")
-        p, row = proba[-1], int(np.asarray(rows)[-1])
-        ts = frame["timestamp"].iloc[row].isoformat() if "timestamp" in frame.columns else None
+        p, row = proba[-1], int(np.asarray(ends)[-1])
+        ts = pd.Timestamp(stamps[row]).isoformat() if stamps is not None else None
         names = self.model.class_names
         return {"predictions": [{
             "instrument": instrument, "timestamp": ts,

@@ -134,3 +134,47 @@ def test_binds_loopback_by_default():
         assert srv.server_address[0] == "127.0.0.1"
     finally:
         srv.server_close()
+
+
+def test_timestamps_with_and_without_fractions_are_accepted(server):
+    # str(pd.Timestamp) drops a zero fraction, so one payload can mix both ISO forms.
+    stamps = ["2024-01-02 09:30:00", "2024-01-02 09:30:00.250000", "2024-01-02 09:30:01",
+              "2024-01-02 09:30:01.500000", "2024-01-02 09:30:02.000001"]
+    payload = {"dataframe_split": {"columns": ["timestamp", "close", "volume"],
+                                   "data": [[t, 100.0 + i, 1.0] for i, t in enumerate(stamps)]}}
+    status, body = _request(server, "POST", "/invocations", json.dumps(payload))
+    assert (status, body["predictions"][0]["timestamp"]) == (200, "2024-01-02T09:30:02.000001")
+
+
+def test_timestamp_with_utc_offset_keeps_it(server):
+    payload = {"dataframe_records": [{"timestamp": f"2024-01-02T09:30:0{i}+00:00", "close": 100.0 + i,
+                                      "volume": 1} for i in range(5)]}
+    status, body = _request(server, "POST", "/invocations", json.dumps(payload))
+    assert (status, body["predictions"][0]["timestamp"]) == (200, "2024-01-02T09:30:04+00:00")
+
+
+def test_bad_timestamp_is_a_400(server):
+    payload = {"dataframe_split": {"columns": ["timestamp", "close", "volume"],
+                                   "data": [["not a time", 100.0 + i, 1.0] for i in range(5)]}}
+    got, reply = _request(server, "POST", "/invocations", json.dumps(payload))
+    assert (got, "not dates/times" in reply["message"]) == (400, True)
+
+
+def test_only_the_last_min_rows_are_checked(server):
+    payload = _split(rows=8)
+    payload["dataframe_split"]["data"][0][1] = None  # older than the model reads
+    assert _request(server, "POST", "/invocations", json.dumps(payload))[0] == 200
+
+
+def test_integer_and_float_values_mix(server):
+    payload = {"dataframe_split": {"columns": ["close", "volume"],
+                                   "data": [[100 + i, 1000] for i in range(5)]}}
+    status, body = _request(server, "POST", "/invocations", json.dumps(payload))
+    assert (status, body["predictions"][0]["direction"]) == (200, "up")
+
+
+@pytest.mark.parametrize("value", ["true", "[1]", '{"a": 1}', "1e400"])
+def test_non_numbers_are_rejected_by_name(server, value):
+    body = json.dumps(_split()).replace("104.0", value)
+    got, reply = _request(server, "POST", "/invocations", body)
+    assert (got, "close" in reply["message"] or "numbers" in reply["message"]) == (400, True), reply
