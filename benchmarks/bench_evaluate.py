@@ -3,6 +3,11 @@
     .venv/bin/python benchmarks/bench_evaluate.py sim  [--events N --days D --epochs E --model M]
     .venv/bin/python benchmarks/bench_evaluate.py amzn
 
+tests/test_acceptance.py runs `sim --window 20 --epochs 2 --model gru --units 16
+--max-train-windows 15000 --max-val-windows 2000` with order-flow-only features
+(`--features '[{"name": "ofi", "windows": [1]}, {"name": "returns", "lags": [1]},
+{"name": "spread"}]'`).
+
 Writes everything under a temporary folder (MLflow store included) and prints
 the evaluation table; the numbers are what the final report quotes.
 """
@@ -30,6 +35,8 @@ def main() -> None:
     ap.add_argument("--model", default="lstm")
     ap.add_argument("--units", type=int, default=32)
     ap.add_argument("--max-train-windows", type=int, default=None)
+    ap.add_argument("--max-val-windows", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0, help="simulator seed")
     ap.add_argument("--features", default=None,
                     help='JSON spec list, e.g. [{"name": "ofi", "windows": [1]}]')
     args = ap.parse_args()
@@ -44,7 +51,8 @@ def main() -> None:
 
     t0 = time.perf_counter()
     if args.which == "sim":
-        src = simulate_lobster(tmp / "raw", events=args.events, levels=10, days=args.days, seed=0)
+        src = simulate_lobster(tmp / "raw", events=args.events, levels=10, days=args.days,
+                               seed=args.seed)
     else:
         src = [DATA]
     feats = json.loads(args.features) if args.features else None
@@ -53,7 +61,8 @@ def main() -> None:
            log=lambda _m: None)
     hyper = {"units": args.units} if args.model in ("lstm", "gru", "rnn") else {}
     cfg = TrainConfig(model=args.model, hyper=hyper, epochs=args.epochs, patience=2,
-                      max_train_windows=args.max_train_windows)
+                      max_train_windows=args.max_train_windows,
+                      max_val_windows=args.max_val_windows)
     run_id = train_and_log(tmp / "data", cfg, log=lambda _m: None)
     t1 = time.perf_counter()
     scores = evaluate_model(run_id, tmp / "data", "test", n_boot=1000)
