@@ -251,8 +251,11 @@ stages:
            hyper: {rnn: {units: 4}}}
   - name: evaluate
     type: evaluate
+  - name: backtest
+    type: backtest
   - name: register
     type: promote
+    needs: [evaluate, backtest]
     with: {model_name: e2e-model, metric: macro_f1}
 """
 
@@ -288,7 +291,7 @@ def e2e(tmp_path_factory, _mlflow_store):
 
 
 def test_e2e_first_run_runs_every_stage(e2e):
-    assert [s.status for s in e2e[0].stages] == ["ran"] * 5
+    assert [s.status for s in e2e[0].stages] == ["ran"] * 6
 
 
 def test_e2e_first_run_promotes_the_challenger(e2e):
@@ -306,8 +309,35 @@ def test_e2e_decision_is_logged_as_an_artifact(e2e):
 
 
 def test_e2e_second_run_skips_every_stage(e2e):
-    assert [s.status for s in e2e[1].stages] == ["skipped"] * 5
+    assert [s.status for s in e2e[1].stages] == ["skipped"] * 6
 
 
 def test_e2e_summary_table_names_the_decision(e2e):
     assert "PROMOTED" in pipeline.summary_table(e2e[0])
+
+
+def test_e2e_summary_table_shows_each_models_score_and_backtest(e2e):
+    ev = e2e[0].outputs("evaluate")["evaluations"]["rnn"]
+    bt = e2e[0].outputs("backtest")["backtests"]["rnn"]
+    row = next(line for line in pipeline.summary_table(e2e[0]).splitlines()
+               if line.split()[:1] == ["rnn"])
+    best = ev["best_baseline"]
+    cells = [f"{ev['macro_f1']:.4f} [{ev['macro_f1_ci_low']:.4f}, {ev['macro_f1_ci_high']:.4f}]",
+             f"{best} {ev[f'baseline_{best}_macro_f1']:.4f}",
+             f"{bt['model_total_return']:+.4f}", f"{bt['model_sharpe']:.2f}"]
+    assert [c for c in cells if c not in row] == [], row
+
+
+def test_summary_table_shows_sharpe_as_na_with_one_day(tmp_path):
+    from lobseq.pipeline import Pipeline, PipelineResult, StageResult
+
+    evals = {"lstm": {"macro_f1": 0.41, "macro_f1_ci_low": 0.39, "macro_f1_ci_high": 0.43,
+                      "best_baseline": "gbt", "baseline_gbt_macro_f1": 0.40}}
+    backs = {"lstm": {"model_total_return": 0.0123, "model_sharpe": float("nan"),
+                      "model_n_periods": 1}}
+    result = PipelineResult(Pipeline("p", "p", "", [], tmp_path), "r" * 32, [
+        StageResult("evaluate", "evaluate", "ran", "a" * 32, 1.0, {"evaluations": evals}),
+        StageResult("backtest", "backtest", "ran", "b" * 32, 1.0, {"backtests": backs})])
+    row = next(line for line in pipeline.summary_table(result).splitlines()
+               if line.split()[:1] == ["lstm"])
+    assert row.split()[1:] == ["0.4100", "[0.3900,", "0.4300]", "gbt", "0.4000", "+0.0123", "n/a"]
