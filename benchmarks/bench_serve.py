@@ -6,7 +6,9 @@ Trains a tiny LSTM on a simulated 10-level book (raw `book` features: 40
 columns), logs it, loads it once through `lobseq.predict.load_model`, and
 measures, all on this machine:
 
-  forward      the compiled forward pass alone on one (1, 100, 40) window
+  forward      the forward pass the service uses on one (1, 100, 40) window
+               (XLA-compiled for batch 1)
+  forward_graph  the plain tf.function graph pass (any batch size) on it
   keras        `model.predict` on the same window, per request (in-process)
   service      `ForecastService.predict` on a JSON body (parse, validate,
                features, window, forward) without HTTP
@@ -98,8 +100,13 @@ def main(argv=None) -> int:
         results: dict[str, dict] = {}
         for _ in range(20):  # warm up traced graphs and caches
             f.forward(window)
+            getattr(f, "_forward", f.forward)(window)
             service.predict(body)
         results["forward"] = _percentiles(_timed(lambda: f.forward(window), args.requests, args.seconds))
+        graph = getattr(f, "_forward", None)
+        if graph is not None:
+            results["forward_graph"] = _percentiles(
+                _timed(lambda: graph(window).numpy(), args.requests, args.seconds))
         n_keras = min(args.requests, 100)
         results["keras_predict"] = _percentiles(
             _timed(lambda: f.model.predict(window, verbose=0), n_keras, args.seconds))
