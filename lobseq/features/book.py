@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -32,7 +33,13 @@ def book_levels(frame: pd.DataFrame) -> int:
 
     Levels must be 1..L with all four columns each; anything else is an error.
     """
-    found = sorted(int(m.group(1)) for c in frame.columns if (m := _LEVEL.match(str(c))))
+    # Every book feature asks; the answer depends on the column names only.
+    return _levels_of(tuple(frame.columns.tolist()))
+
+
+@lru_cache(maxsize=256)
+def _levels_of(columns: tuple) -> int:
+    found = sorted(int(m.group(1)) for c in columns if (m := _LEVEL.match(str(c))))
     if not found:
         raise LobseqError(
             "frame has no book columns (ask_price_1, ...)",
@@ -46,7 +53,8 @@ def book_levels(frame: pd.DataFrame) -> int:
         for side in ("ask", "bid")
         for what in ("price", "size")
     ]
-    missing = [c for c in expected if c not in frame.columns]
+    present = set(columns)
+    missing = [c for c in expected if c not in present]
     if found != list(range(1, levels + 1)) or missing:
         raise LobseqError(
             f"book columns are not levels 1..{levels} (levels found: {found}; "
