@@ -300,6 +300,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # listen backlog; the default 5 drops SYNs of a burst of clients (1 s retry)
 
     def __init__(self, addr, service: ForecastService | None, verbose: bool = False) -> None:
         super().__init__(addr, _Handler)
