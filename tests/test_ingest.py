@@ -209,3 +209,56 @@ def test_recorded_feature_specs_recompute_the_stored_features(sim_dir, tmp_path)
     x, names = compute_features(frame, specs, "book")
     assert names == ds.feature_names
     np.testing.assert_array_equal(x, np.asarray(ds.features)[: len(frame)])
+
+
+def _fi2010_file(path: Path, n: int, seed: int = 0) -> Path:
+    """A FI-2010-layout file: 149 rows × n events, a plausible 10-level book, labels 1/2/3."""
+    rng = np.random.default_rng(seed)
+    mid = 10 + np.cumsum(rng.normal(0, 0.01, n))
+    m = rng.normal(0, 1, (149, n))
+    for lvl in range(10):
+        m[4 * lvl] = mid + 0.01 * (lvl + 1)  # ask price
+        m[4 * lvl + 1] = rng.integers(1, 100, n)  # ask volume
+        m[4 * lvl + 2] = mid - 0.01 * (lvl + 1)  # bid price
+        m[4 * lvl + 3] = rng.integers(1, 100, n)  # bid volume
+    m[144:] = rng.integers(1, 4, (5, n))
+    path.write_text("".join(" ".join(f"{v:.8e}" for v in row) + "\n" for row in m))
+    return path
+
+
+def test_fi2010_ingest_uses_the_files_own_labels_mapped_to_down_stationary_up(tmp_path):
+    src = _fi2010_file(tmp_path / "Train_Dst_NoAuction_ZScore_CF_1.txt", 600)
+    ds = ingest([src], tmp_path / "d",
+                IngestConfig(format="fi2010", window=10, horizon=20, label="provided",
+                             features=[{"name": "book", "levels": 10}]), log=lambda m: None)
+    raw = np.loadtxt(src)[145]  # row 146: the horizon-20 labels (1 up, 2 stationary, 3 down)
+    ends = ds.ends["train"]
+    assert ds.n_features == 40
+    np.testing.assert_array_equal(ds.labels[ends], (3 - raw[ends]).astype(np.int8))
+
+
+def test_perturbing_validation_and_test_rows_leaves_training_untouched(sim_dir, tmp_path):
+    """No scaler statistic, window or label of the training part reads a later part."""
+    work = tmp_path / "src"
+    work.mkdir()
+    for f in sorted(sim_dir.iterdir()):
+        (work / f.name).write_bytes(f.read_bytes())
+    before = ingest([work], tmp_path / "before", _cfg(), log=lambda m: None)
+    first_later = int(np.flatnonzero(before.split != 0)[0])  # first embargo/val row
+    day2_start = int(np.flatnonzero(before.segment == 1)[0])
+    assert first_later > day2_start and (before.split[first_later:] != 0).all()
+    # Scale every size from the first non-training row of day 2 on.
+    ob = sorted(p for p in work.iterdir() if "orderbook" in p.name)[-1]
+    book = pd.read_csv(ob, header=None).to_numpy()
+    later = book[first_later - day2_start :, 1::2]
+    book[first_later - day2_start :, 1::2] = later * 5 + 3 * (later > 0)
+    pd.DataFrame(book).to_csv(ob, header=False, index=False)
+    after = ingest([work], tmp_path / "after", _cfg(), log=lambda m: None)
+    np.testing.assert_array_equal(after.scaler.mean_, before.scaler.mean_)
+    np.testing.assert_array_equal(after.scaler.scale_, before.scaler.scale_)
+    np.testing.assert_array_equal(after.ends["train"], before.ends["train"])
+    xa, ya = after.arrays("train")
+    xb, yb = before.arrays("train")
+    np.testing.assert_array_equal(xa, xb)
+    np.testing.assert_array_equal(ya, yb)
+    assert not np.array_equal(after.arrays("test")[0], before.arrays("test")[0])
