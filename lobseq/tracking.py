@@ -210,6 +210,11 @@ def train_and_log(dataset_path: str | Path, cfg, experiment: str | None = None,
     dataset = load_dataset(dataset_path)
     cfg.validate()
     params = run_params(dataset, cfg)  # unknown hyperparameters fail before a run exists
+    from lobseq.models import build
+
+    # So does a model that can't take this dataset (e.g. deeplob without the raw book).
+    build(cfg.model, (dataset.window, dataset.n_features), dataset.n_classes, head=cfg.head,
+          **cfg.model_hyperparameters())
     configure()
     experiment_id = ensure_experiment(experiment or dataset.name)
     tags = {"dataset": dataset.name, "dataset_hash": dataset.hash, "lobseq_version": __version__,

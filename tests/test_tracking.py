@@ -145,6 +145,16 @@ def test_unknown_hyperparameter_fails_before_a_run_exists(lobster_dataset, mlflo
     assert not Path(mlflow_store.removeprefix("sqlite:///")).exists()
 
 
+def test_a_model_that_cannot_take_the_dataset_fails_before_a_run_exists(lobster_dataset, mlflow_store):
+    from lobseq.errors import LobseqError
+    from lobseq.tracking import train_and_log
+
+    assert lobster_dataset.n_features != 40
+    with pytest.raises(LobseqError, match="deeplob needs the raw 10-level book"):
+        train_and_log(lobster_dataset.path, TrainConfig(model="deeplob"), log=lambda _: None)
+    assert not Path(mlflow_store.removeprefix("sqlite:///")).exists()
+
+
 def test_cli_models_lists_builders_and_defaults():
     from click.testing import CliRunner
 
