@@ -55,7 +55,6 @@ import pandas as pd
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-from lobseq import __version__  # noqa: E402
 from lobseq.errors import LobseqError  # noqa: E402
 from lobseq.splits import SPLIT_NAMES  # noqa: E402
 
@@ -311,13 +310,9 @@ def mlflow_run(ds, run_name: str, tags: dict):
     """
     import mlflow
 
-    from lobseq.tracking import configure, ensure_experiment, git_commit
+    from lobseq.tracking import configure, ending, ensure_experiment, run_tags
 
-    tags = {"dataset": ds.name, "dataset_hash": ds.hash, "lobseq_version": __version__,
-            **{k: str(v) for k, v in tags.items() if v is not None}}
-    commit = git_commit()
-    if commit:
-        tags.setdefault("git_commit", commit)
+    tags = run_tags(ds, **tags)
     parent = mlflow.active_run()
     if parent is not None:
         run = mlflow.start_run(experiment_id=parent.info.experiment_id, run_name=run_name,
@@ -325,15 +320,8 @@ def mlflow_run(ds, run_name: str, tags: dict):
     else:
         configure()
         run = mlflow.start_run(experiment_id=ensure_experiment(ds.name), run_name=run_name, tags=tags)
-    try:
+    with ending(run):
         yield run
-    except KeyboardInterrupt:
-        mlflow.end_run("KILLED")
-        raise
-    except BaseException:
-        mlflow.end_run("FAILED")
-        raise
-    mlflow.end_run("FINISHED")
 
 
 def _numeric(d: dict) -> dict[str, float]:

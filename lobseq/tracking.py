@@ -20,6 +20,7 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -124,6 +125,32 @@ def git_commit(path: str | Path | None = None) -> str | None:
     return sha if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", sha) else None
 
 
+def run_tags(dataset, **extra) -> dict[str, str]:
+    """Tags every lobseq run carries: the dataset, its manifest hash, versions."""
+    tags = {"dataset": dataset.name, "dataset_hash": dataset.hash, "lobseq_version": __version__}
+    commit = git_commit()
+    if commit:
+        tags["git_commit"] = commit
+    tags.update({k: str(v) for k, v in extra.items() if v is not None})
+    return tags
+
+
+@contextmanager
+def ending(run):
+    """Yield `run`; end it FINISHED, or KILLED on Ctrl-C / FAILED on an exception (re-raised)."""
+    import mlflow
+
+    try:
+        yield run
+    except KeyboardInterrupt:
+        mlflow.end_run("KILLED")
+        raise
+    except BaseException:
+        mlflow.end_run("FAILED")
+        raise
+    mlflow.end_run("FINISHED")
+
+
 def _dataset_input(dataset, rows: int = 256):
     """A small MLflow dataset: the first rows of features and labels, named/digested by the manifest."""
     import mlflow
@@ -204,29 +231,23 @@ def train_and_log(dataset_path: str | Path, cfg, experiment: str | None = None,
     matplotlib.use("Agg")  # artifacts only; never open a window
     import mlflow
 
+    from lobseq.models import build
     from lobseq.store import load_dataset
     from lobseq.train import fit
 
     dataset = load_dataset(dataset_path)
     cfg.validate()
     params = run_params(dataset, cfg)  # unknown hyperparameters fail before a run exists
-    from lobseq.models import build
-
     # So does a model that can't take this dataset (e.g. deeplob without the raw book).
     build(cfg.model, (dataset.window, dataset.n_features), dataset.n_classes, head=cfg.head,
           **cfg.model_hyperparameters())
     configure()
     experiment_id = ensure_experiment(experiment or dataset.name)
-    tags = {"dataset": dataset.name, "dataset_hash": dataset.hash, "lobseq_version": __version__,
-            "model": cfg.model, "head": cfg.head}
-    commit = git_commit()
-    if commit:
-        tags["git_commit"] = commit
     run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name(cfg.model, dataset.name),
-                           tags=tags)
+                           tags=run_tags(dataset, model=cfg.model, head=cfg.head))
     run_id = run.info.run_id
     log(f"MLflow run {run_id} ({run.info.run_name}) in experiment {experiment or dataset.name}")
-    try:
+    with ending(run):
         mlflow.log_params(params)
         with warnings.catch_warnings():  # the int8 label column makes MLflow hint about NaNs
             warnings.simplefilter("ignore", UserWarning)
@@ -244,13 +265,6 @@ def train_and_log(dataset_path: str | Path, cfg, experiment: str | None = None,
 
         info = log_pyfunc(result.model, dataset, head=cfg.head, name=MODEL_NAME)
         mlflow.set_tag("model_uri", info.model_uri)
-    except KeyboardInterrupt:
-        mlflow.end_run("KILLED")
-        raise
-    except BaseException:
-        mlflow.end_run("FAILED")
-        raise
-    mlflow.end_run("FINISHED")
     if register:
         version = register_model(run_id, register)
         log(f"Registered {register} version {version}")
