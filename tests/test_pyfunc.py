@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
+
+from lobseq.windows import gather_windows
 
 pytestmark = pytest.mark.slow
 
@@ -139,3 +142,49 @@ def test_features_from_the_stored_names_equal_a_fresh_computation(logged):
     x, usable = fc.features(rows)
     fresh, names = compute_features(rows, fc.spec["features"], fc.spec["kind"])
     assert names == fc.spec["feature_names"] and np.array_equal(x, fresh, equal_nan=True)
+
+
+@pytest.fixture(scope="module")
+def two_day_run(tmp_path_factory):
+    """Two simulated days ingested, a tiny model trained and logged by `train_and_log`."""
+    from lobseq.ingest import IngestConfig, ingest
+    from lobseq.simulate import simulate_lobster
+    from lobseq.sources import read_lobster
+    from lobseq.tracking import train_and_log
+    from lobseq.train import TrainConfig
+
+    root = tmp_path_factory.mktemp("two_days")
+    raw = simulate_lobster(root / "raw", events=1500, levels=3, days=2, seed=3)
+    ds = ingest(raw, root / "ds", IngestConfig(format="lobster", window=10, horizon=5),
+                log=lambda _: None)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
+        run_id = train_and_log(ds.path, TrainConfig(model="gru", hyper={"units": 4}, epochs=1,
+                                                    max_train_windows=300), log=lambda _: None)
+        from lobseq.evaluate import load_logged_model
+
+        forecaster = load_logged_model(run_id).forecaster
+    yield {"dataset": ds, "frames": [s.frame for s in read_lobster(raw)], "forecaster": forecaster}
+
+
+def test_served_prediction_equals_the_model_on_the_stored_window(two_day_run):
+    """Raw rows up to t through the Forecaster (features recomputed from the stored specs,
+    warm-up, the model's scaler) give what the model gives on the dataset's window at t."""
+    ds, fc, frames = two_day_run["dataset"], two_day_run["forecaster"], two_day_run["frames"]
+    starts = np.concatenate([[0], np.cumsum([len(f) for f in frames])])
+    seg = np.asarray(ds.segment)
+    checked = set()
+    for split in ("train", "val", "test"):
+        ends = ds.ends[split]
+        for t in (ends[0], ends[len(ends) // 2], ends[-1]):
+            s = int(seg[t])
+            frame = frames[s].iloc[: t - starts[s] + 1]
+            served = fc.predict(frame)
+            x = gather_windows(ds.features, np.array([t]), fc.window, fc.scaler.mean_,
+                               fc.scaler.scale_)
+            expected = fc.model.predict(x, verbose=0)[0]
+            got = served[["p_down", "p_stationary", "p_up"]].to_numpy()[0]
+            np.testing.assert_allclose(got, expected, atol=1e-5)
+            assert served["timestamp"][0] == pd.Timestamp(int(ds.timestamps[t]))
+            checked.add(s)
+    assert checked == {0, 1}  # a window of each day, the second one off the dataset's row 0
