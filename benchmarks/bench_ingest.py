@@ -21,8 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.memory import peak_rss_mb
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "lobster"
+
 
 
 def _rss_mb() -> float:
@@ -51,7 +54,7 @@ def child(mode: str, src: str, out: str, window: int, horizon: int) -> None:
         rows = ds.manifest["n_rows"]
         feat_mb = ds.features.nbytes / 2**20
     secs = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     print(json.dumps({"seconds": secs, "events": rows, "peak_growth_mb": peak - base,
                       "feature_mb": feat_mb}))
 

@@ -19,15 +19,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.memory import peak_rss_mb
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
+
 
 
 def make_dataset(tmp: Path, events: int, window: int = 100):
@@ -107,7 +109,7 @@ def child_peak(path: str, steps: int) -> None:
     model = _compiled("lstm", ds)
     seq = ds.windows("train", batch_size=64, shuffle=True)
     model.fit(seq, epochs=1, steps_per_epoch=steps, verbose=0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     n = len(ds.ends["train"])
     print(json.dumps({"events": ds.manifest["n_rows"], "train_windows": n, "steps": steps,
                       "peak_rss_mb": round(peak),
