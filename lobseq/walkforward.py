@@ -172,10 +172,19 @@ def make_folds(ds, cfg: WalkForwardConfig) -> tuple[list[Fold], str]:
                           field="folds", fix="use smaller sizes or fewer folds")
     all_ends = valid_ends(ds)
     T, n = ds.window, len(ds.labels)
+    stamps = np.asarray(ds.timestamps, dtype=np.int64)
     folds = []
     for k, (tr, te) in enumerate(pairs):
         a, b = int(tr[0]), int(tr[-1]) + 1
         ts, tend = int(te[0]), int(te[-1]) + 1
+        # Row order is time order only within a segment: instrument-major rows (bars) would
+        # put a later date of one instrument into the training rows of another's test block.
+        if stamps[a:b].max() > stamps[ts:tend].min():
+            raise LobseqError(
+                f"fold {k} would train on rows dated after its test rows ({by} follow the "
+                "dataset's row order, which is not time order across its instruments)",
+                file=ds.path, field="by",
+                fix="walk forward over a dataset of one instrument (ingest each symbol on its own)")
         n_val = max(1, int(round(cfg.val_fraction * (b - a))))
         val_start = b - n_val
         ends = {"train": _within(all_ends, T, a, val_start - embargo),

@@ -90,6 +90,19 @@ def test_too_many_folds_is_a_user_error(ds):
         make_folds(ds, WalkForwardConfig(by="days", folds=9))
 
 
+def test_no_fold_trains_on_rows_dated_after_its_test_rows(tmp_path):
+    """Two symbols' bars are stored symbol after symbol: folds over rows would train on the
+    first symbol's later dates and test on the second's earlier ones."""
+    from lobseq.ingest import IngestConfig, ingest
+    from lobseq.simulate import simulate_bars
+
+    raw = simulate_bars(tmp_path / "raw", symbols=("AAA", "BBB"), days=200, seed=0)
+    bars = ingest(raw, tmp_path / "bars", IngestConfig(format="bars", window=5, horizon=1,
+                                                       n_classes=2), log=lambda _m: None)
+    with pytest.raises(LobseqError, match="fold 1 would train on rows dated after its test rows"):
+        make_folds(bars, WalkForwardConfig(by="periods", folds=3))
+
+
 @pytest.fixture(scope="module")
 def logged(ds, tmp_path_factory):
     from lobseq.train import TrainConfig
