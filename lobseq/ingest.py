@@ -63,6 +63,26 @@ class IngestConfig:
                 f"embargo {self.embargo} is shorter than window + horizon - 1 = "
                 f"{min_embargo(self.window, self.horizon)}; windows or labels would leak across splits",
                 field="embargo", fix="leave it unset or raise it")
+        if self.split_dates:
+            self.split_cut_times()
+
+    def split_cut_times(self) -> tuple[int, int]:
+        """`split_dates` as (validation start, test start) in ns since the epoch."""
+        import pandas as pd
+
+        fix = "use --split-dates VAL_START,TEST_START, e.g. 2024-01-03,2024-01-04"
+        dates = tuple(self.split_dates)
+        if len(dates) != 2:
+            raise LobseqError(f"split dates must be two dates, got {len(dates)}: {dates}",
+                              field="split_dates", fix=fix)
+        try:
+            cuts = tuple(int(pd.Timestamp(d).value) for d in dates)
+        except (ValueError, TypeError) as e:
+            raise LobseqError(f"bad split date: {e}", field="split_dates", fix=fix) from None
+        if not cuts[0] < cuts[1]:
+            raise LobseqError(f"the validation start {dates[0]} must come before the test "
+                              f"start {dates[1]}", field="split_dates", fix=fix)
+        return cuts
 
     @property
     def effective_embargo(self) -> int:
@@ -203,13 +223,7 @@ def ingest(sources: Sequence[str | Path], out: str | Path, cfg: IngestConfig,
 
     time_key = arrays["timestamps"]
     if cfg.split_dates:
-        import pandas as pd
-
-        try:
-            cuts = tuple(int(pd.Timestamp(d).value) for d in cfg.split_dates)
-        except ValueError as e:
-            raise LobseqError(f"bad split date: {e}", field="split_dates",
-                              fix="use YYYY-MM-DD,YYYY-MM-DD") from None
+        cuts = cfg.split_cut_times()
     else:
         cuts = cut_times_from_fractions(time_key, cfg.fractions)
     split = assign_splits(time_key, arrays["segment"], cut_times=cuts, embargo=cfg.effective_embargo)

@@ -262,3 +262,20 @@ def test_perturbing_validation_and_test_rows_leaves_training_untouched(sim_dir, 
     np.testing.assert_array_equal(xa, xb)
     np.testing.assert_array_equal(ya, yb)
     assert not np.array_equal(after.arrays("test")[0], before.arrays("test")[0])
+
+
+@pytest.mark.parametrize("dates, message", [
+    ("2024-01-03", "split dates must be two dates, got 1"),
+    ("2024-01-03,2024-01-04,2024-01-05", "split dates must be two dates, got 3"),
+    ("2024-01-04,2024-01-03", "validation start 2024-01-04 must come before the test start"),
+    ("foo,2024-01-03", "bad split date"),
+])
+def test_bad_split_dates_exit_2_with_one_line_before_reading(sim_dir, tmp_path, dates, message):
+    from click.testing import CliRunner
+
+    from lobseq.cli import cli
+
+    result = CliRunner().invoke(cli, ["ingest", str(sim_dir), "--format", "lobster",
+                                      "--split-dates", dates, "--out", str(tmp_path / "d")])
+    assert result.exit_code == 2 and message in result.output
+    assert "Read " not in result.output and not (tmp_path / "d").exists()
