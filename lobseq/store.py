@@ -124,11 +124,25 @@ def load_dataset(path: str | Path) -> Dataset:
         raise LobseqError("not a lobseq dataset (no manifest.json)", file=path,
                           fix="run `lobseq ingest ... --out DIR` first, or check the path")
     raw = manifest_path.read_bytes()
-    manifest = json.loads(raw)
-    arrays = {}
-    for name in ARRAYS:
-        arrays[name] = np.load(path / f"{name}.npy", mmap_mode="r" if name == "features" else None)
-    ends = {name: np.load(path / f"ends_{name}.npy") for name in SPLIT_NAMES}
-    scaler = StandardScaler.from_dict(json.loads((path / "scaler.json").read_text()))
+    fix = "re-create it with `lobseq ingest ... --out DIR`"
+    try:
+        manifest = json.loads(raw)
+    except ValueError as e:
+        raise LobseqError(f"the dataset's manifest is not valid JSON ({e})", file=manifest_path,
+                          fix=fix) from None
+    if not isinstance(manifest, dict) or "config" not in manifest:
+        raise LobseqError("not a lobseq dataset manifest (no 'config')", file=manifest_path, fix=fix)
+    missing = [f for f in (*[f"{a}.npy" for a in ARRAYS], *[f"ends_{s}.npy" for s in SPLIT_NAMES],
+                           "scaler.json") if not (path / f).is_file()]
+    if missing:
+        raise LobseqError(f"incomplete dataset: {', '.join(missing)} missing", file=path, fix=fix)
+    try:
+        arrays = {}
+        for name in ARRAYS:
+            arrays[name] = np.load(path / f"{name}.npy", mmap_mode="r" if name == "features" else None)
+        ends = {name: np.load(path / f"ends_{name}.npy") for name in SPLIT_NAMES}
+        scaler = StandardScaler.from_dict(json.loads((path / "scaler.json").read_text()))
+    except (ValueError, KeyError, OSError) as e:
+        raise LobseqError(f"damaged dataset file: {type(e).__name__}: {e}", file=path, fix=fix) from None
     return Dataset(path=path, manifest=manifest, hash=sha256_bytes(raw), ends=ends,
                    scaler=scaler, **arrays)
