@@ -204,12 +204,19 @@ def rollback(name: str, c=None) -> tuple[str, str]:
 
 def list_versions(name: str | None = None, c=None) -> list[dict]:
     """One dict per model version: name, version, aliases, run, decision and scores."""
+    from mlflow.exceptions import MlflowException
+
     c = c or client()
     names = [name] if name else [m.name for m in c.search_registered_models()]
     rows = []
     for n in names:
         by_version: dict[str, list[str]] = {}
-        for alias, v in (c.get_registered_model(n).aliases or {}).items():
+        try:
+            aliases = c.get_registered_model(n).aliases or {}
+        except MlflowException:
+            raise LobseqError(f"no registered model named '{n}'", field="name",
+                              fix="run `lobseq models list` for the registered names") from None
+        for alias, v in aliases.items():
             by_version.setdefault(str(v), []).append(alias)
         for mv in c.search_model_versions(f"name='{n}'"):
             tags = mv.tags or {}

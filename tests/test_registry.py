@@ -194,3 +194,14 @@ def test_cli_models_list_shows_the_champion(store):
     _challenge(0.4)
     result = CliRunner().invoke(cli, ["models", "list", NAME])
     assert "champion" in result.output, result.output
+
+
+def test_cli_models_list_of_an_unknown_name_exits_2_with_one_line(store):
+    from click.testing import CliRunner
+
+    from lobseq.cli import cli
+
+    _challenge(0.4)
+    result = CliRunner().invoke(cli, ["models", "list", "no-such-model"])
+    assert result.exit_code == 2, result.output
+    assert "no registered model named 'no-such-model'" in result.output
