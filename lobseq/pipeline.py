@@ -327,6 +327,12 @@ def _check_semantics(stage: Stage, earlier: list[Stage], sp: tuple, lines: _Line
     s, w = stage.settings, sp + ("with",)
     if stage.type == "ingest" and not s.get("sources") and "simulate" not in up_types:
         raise lines.error(w, "needs 'sources' (or an upstream simulate stage)")
+    if stage.type == "ingest":
+        try:
+            _ingest_config(s).validate()
+        except LobseqError as e:
+            key = "classes" if e.field == "n_classes" else e.field
+            raise lines.error(w + ((key,) if key in s else ()), e.problem, fix=e.fix) from None
     if stage.type == "train":
         if not s.get("dataset") and "ingest" not in up_types:
             raise lines.error(w, "needs 'dataset' (or an upstream ingest stage)")

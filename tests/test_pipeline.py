@@ -96,6 +96,17 @@ def test_unknown_model_names_its_list_item(tmp_path):
         load_pipeline(_write(tmp_path, text))
 
 
+@pytest.mark.parametrize("override, key, problem", [
+    ("ingest.window=0", "window", "window must be a positive integer"),
+    ("ingest.embargo=2", "embargo", "embargo 2 is shorter than window"),
+    ("ingest.label=provided", "label", "only for FI-2010"),
+    ('ingest.split_dates=["2024-01-03"]', "split_dates", "two dates"),
+])
+def test_ingest_settings_are_checked_before_anything_runs(tmp_path, override, key, problem):
+    with pytest.raises(LobseqError, match=rf"key 'stages\.1\.with\.{key}' \(from --set\): .*{problem}"):
+        load_pipeline(_write(tmp_path, GOOD), [override])
+
+
 def test_shipped_pipelines_validate():
     from pathlib import Path
 
