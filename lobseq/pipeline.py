@@ -21,6 +21,7 @@ functions the CLI commands call.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import signal
 import threading
@@ -70,6 +71,8 @@ def _is(value: Any, kind: str) -> bool:
         return isinstance(value, str) or _is(value, "list[str]")
     if kind == "list":
         return isinstance(value, list)
+    if kind == "dates":  # YAML reads an unquoted 2024-01-03 as a date: accept both spellings
+        return isinstance(value, list) and all(isinstance(v, (str, datetime.date)) for v in value)
     raise AssertionError(kind)
 
 
@@ -90,7 +93,7 @@ INGEST = {
     "label": Setting("str", choices=("point", "smoothed", "provided"), default="point"),
     "classes": Setting("int", choices=(2, 3), default=3),
     "features": Setting("list"), "fractions": Setting("list[float]"),
-    "split_dates": Setting("list[str]"), "embargo": Setting("int"),
+    "split_dates": Setting("dates"), "embargo": Setting("int"),
     "symbol_column": Setting("str", default="symbol"),
 }
 TRAIN = {  # plus every TrainConfig field except `model` (checked at load time)
@@ -311,6 +314,8 @@ def load_pipeline(path: str | Path, overrides: list[str] | tuple = ()) -> Pipeli
         for key, spec in schema.items():
             if key not in settings and spec.default is not None:
                 settings[key] = spec.default
+            if spec.kind == "dates" and settings.get(key):
+                settings[key] = [str(d) for d in settings[key]]  # date objects → ISO strings
         stage = Stage(name, type_, list(needs), settings, lines.lines.get(sp))
         _check_semantics(stage, stages, sp, lines)
         stages.append(stage)

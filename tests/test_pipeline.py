@@ -46,6 +46,12 @@ def test_wrong_type_names_key_and_line(tmp_path):
         load_pipeline(_write(tmp_path, text))
 
 
+def test_unquoted_yaml_split_dates_are_read_as_iso_strings(tmp_path):
+    text = GOOD.replace("horizon: 2}", "horizon: 2, split_dates: [2024-01-03, 2024-01-04]}")
+    p = load_pipeline(_write(tmp_path, text))
+    assert p.stage("ingest").settings["split_dates"] == ["2024-01-03", "2024-01-04"]
+
+
 def test_unknown_stage_type_names_line(tmp_path):
     text = GOOD.replace("type: ingest", "type: ingets")
     with pytest.raises(LobseqError, match=r"line 7, key 'stages\.1\.type'"):
