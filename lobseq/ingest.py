@@ -6,6 +6,7 @@ feature, label or window ever reads across an instrument or day boundary.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from lobseq.splits import (
     SPLIT_NAMES,
     TRAIN,
     assign_splits,
+    check_fractions,
     cut_times_from_fractions,
     min_embargo,
     window_ends,
@@ -46,6 +48,8 @@ class IngestConfig:
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
+        if not self.split_dates:
+            check_fractions(self.fractions)  # before any file is read
         for key in ("window", "horizon"):
             value = getattr(self, key)
             if not isinstance(value, int) or value < 1:
@@ -217,9 +221,12 @@ def ingest(sources: Sequence[str | Path], out: str | Path, cfg: IngestConfig,
     # What the manifest needs from the segments, kept apart from their frames.
     kind = "book" if isinstance(segments, SegmentStream) else segments[0].kind
     files = segments.files if isinstance(segments, SegmentStream) else [seg.files for seg in segments]
-    log(f"Read {len(segments)} segment(s) from {len(sources)} source(s)")
+    log(f"Reading {len(segments)} segment(s) from {len(sources)} source(s)")
+    start = time.perf_counter()
     arrays, names, seg_info, specs = build_arrays(segments, cfg, log)
     del segments
+    log(f"Features and labels for {len(arrays['labels']):,} rows in {time.perf_counter() - start:.1f} s;"
+        " splitting, scaling and writing")
 
     time_key = arrays["timestamps"]
     if cfg.split_dates:

@@ -23,15 +23,24 @@ def min_embargo(window: int, horizon: int) -> int:
     return window + horizon - 1
 
 
-def cut_times_from_fractions(time_key: np.ndarray, fractions: Sequence[float]) -> tuple[int, int]:
-    """Times at which validation and test begin, so the parts hold ~`fractions` of rows."""
-    fr = [float(f) for f in fractions]
+def check_fractions(fractions: Sequence[float]) -> list[float]:
+    """Three non-negative numbers summing to 1, the training one positive."""
+    try:
+        fr = [float(f) for f in fractions]
+    except (TypeError, ValueError):
+        fr = []
     if len(fr) != 3 or min(fr) < 0 or abs(sum(fr) - 1.0) > 1e-6 or fr[0] <= 0:
         raise LobseqError(
             f"split fractions {tuple(fractions)} must be three non-negative numbers summing to 1",
             field="fractions",
             fix="use e.g. 0.7,0.15,0.15",
         )
+    return fr
+
+
+def cut_times_from_fractions(time_key: np.ndarray, fractions: Sequence[float]) -> tuple[int, int]:
+    """Times at which validation and test begin, so the parts hold ~`fractions` of rows."""
+    fr = check_fractions(fractions)
     ordered = np.sort(time_key, kind="stable")
     n = len(ordered)
     i1 = min(int(np.floor(fr[0] * n)), n - 1)

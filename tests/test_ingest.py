@@ -279,3 +279,14 @@ def test_bad_split_dates_exit_2_with_one_line_before_reading(sim_dir, tmp_path, 
                                       "--split-dates", dates, "--out", str(tmp_path / "d")])
     assert result.exit_code == 2 and message in result.output
     assert "Read " not in result.output and not (tmp_path / "d").exists()
+
+
+def test_bad_fractions_are_rejected_before_any_file_is_read(tmp_path, monkeypatch):
+    import lobseq.sources.lobster as lobster
+
+    def boom(*a, **k):
+        raise AssertionError("a file was read")
+
+    monkeypatch.setattr(lobster, "iter_lobster", boom)
+    with pytest.raises(LobseqError, match="fractions"):
+        ingest([tmp_path], tmp_path / "d", _cfg(fractions=(0.5, 0.2, 0.2)), log=lambda m: None)
