@@ -161,13 +161,15 @@ def risk_metrics(period_pnl: np.ndarray, periods_per_year: float) -> dict[str, f
     """Annualized mean, volatility, Sharpe and Sortino of additive period returns.
 
     Sharpe = mean / std(ddof=1) * sqrt(ppy); Sortino = mean / sqrt(mean(min(r, 0)^2))
-    * sqrt(ppy) (target 0, downside over all periods). No risk-free rate.
+    * sqrt(ppy) (target 0, downside over all periods). No risk-free rate. With fewer
+    than two periods both are NaN (0 when the mean is 0).
     """
     r = np.asarray(period_pnl, dtype=np.float64)
     k = np.sqrt(periods_per_year)
     mean = float(r.mean()) if r.size else 0.0
     std = float(r.std(ddof=1)) if r.size > 1 else 0.0
-    downside = float(np.sqrt(np.mean(np.minimum(r, 0.0) ** 2))) if r.size else 0.0
+    # one period: undefined like Sharpe (it would be just sign(r) * sqrt(ppy))
+    downside = float(np.sqrt(np.mean(np.minimum(r, 0.0) ** 2))) if r.size > 1 else 0.0
     return {
         "annualized_return": float(mean * periods_per_year),
         "annualized_volatility": float(std * k),

@@ -158,6 +158,14 @@ def test_sortino_by_hand():
     assert m["sortino"] == pytest.approx(0.012 / math.sqrt(0.0041 / 5) * math.sqrt(252))
 
 
+def test_one_period_leaves_sharpe_and_sortino_undefined():
+    # one day of P&L has no dispersion: Sortino used to print -sqrt(252) for any loss
+    for r in ([-0.3], [0.02]):
+        m = risk_metrics(np.array(r), periods_per_year=252)
+        assert math.isnan(m["sharpe"]) and math.isnan(m["sortino"])
+    assert risk_metrics(np.array([0.0]), periods_per_year=252)["sortino"] == 0
+
+
 def test_max_drawdown_by_hand():
     dd = drawdown_of(1 + np.cumsum(R5))
     assert dd.min() == pytest.approx(1.03 / 1.10 - 1)  # peak 1.10, trough 1.03
