@@ -818,11 +818,12 @@ def summary_table(result: PipelineResult) -> str:
         lines.append(f"  {s.name:<14}{s.type:<10}{s.status:<9}{s.seconds:>8.1f}  {s.run_id[:12]}")
     evals: dict[str, dict] = {}
     backs: dict[str, dict] = {}
-    decision = None
+    decision, decision_skipped = None, False
     for s in result.stages:
         evals.update(s.outputs.get("evaluations") or {})
         backs.update(s.outputs.get("backtests") or {})
-        decision = s.outputs.get("decision") or decision
+        if s.outputs.get("decision"):
+            decision, decision_skipped = s.outputs["decision"], s.status == "skipped"
     models = list(dict.fromkeys([*evals, *backs]))
     if models:
         lines.append("")
@@ -838,10 +839,17 @@ def summary_table(result: PipelineResult) -> str:
             lines.append("  (Sharpe is annualized from daily P&L: undefined with one day)")
     if decision:
         ch = decision.get("challenger") or {}
+        champ = decision.get("champion") or {}
         lines.append("")
-        lines.append(f"  {'PROMOTED' if decision['promote'] else 'kept champion'}: "
-                     f"{ch.get('name')} v{ch.get('version')} ({decision.get('challenger_model')}) — "
-                     f"{decision['reason']}")
+        if decision["promote"]:
+            head = f"PROMOTED: {ch.get('name')} v{ch.get('version')} ({decision.get('challenger_model')})"
+        else:  # name the champion that stays, not the challenger's new version
+            head = (f"kept champion: {champ.get('name', ch.get('name'))} v{champ.get('version', '?')};"
+                    f" challenger v{ch.get('version')} ({decision.get('challenger_model')})"
+                    " not promoted")
+        if decision_skipped:
+            head = f"(unchanged, decided by an earlier run) {head}"
+        lines.append(f"  {head} — {decision['reason']}")
     return "\n".join(lines)
 
 

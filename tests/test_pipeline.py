@@ -358,3 +358,22 @@ def test_summary_table_shows_sharpe_as_na_with_one_day(tmp_path):
     row = next(line for line in pipeline.summary_table(result).splitlines()
                if line.split()[:1] == ["lstm"])
     assert row.split()[1:] == ["0.4100", "[0.3900,", "0.4300]", "gbt", "0.4000", "+0.0123", "n/a"]
+
+
+def _decision_result(promote: bool, status: str = "ran"):
+    decision = {"promote": promote, "reason": "why", "challenger_model": "lstm",
+                "challenger": {"name": "live", "version": "2"},
+                "champion": {"name": "live", "version": "1"}}
+    stage = pipeline.StageResult("promote", "promote", status, "r" * 32, 0.1, {"decision": decision})
+    return pipeline.PipelineResult(types.SimpleNamespace(name="retrain"), "p" * 32, [stage])
+
+
+def test_summary_names_the_kept_champion_not_the_rejected_challenger():
+    text = pipeline.summary_table(_decision_result(promote=False))
+    assert "kept champion: live v1; challenger v2 (lstm) not promoted — why" in text
+
+
+def test_summary_marks_a_decision_replayed_from_a_skipped_stage():
+    assert "PROMOTED: live v2 (lstm) — why" in pipeline.summary_table(_decision_result(True))
+    text = pipeline.summary_table(_decision_result(True, status="skipped"))
+    assert "(unchanged, decided by an earlier run) PROMOTED: live v2" in text
