@@ -405,6 +405,9 @@ def log_pyfunc(model, dataset, head: str = "classification", name: str = "model"
         example = example_frame(spec["kind"], levels, rows=spec["min_rows"] + 5, seed=1)
         if spec["kind"] == "book":
             example["halted"] = False
+        # only what the model reads: `lobseq serve` rejects other columns (time, order_id, price)
+        example = example[[c for c in example.columns
+                           if c in spec["input_columns"] or c in OPTIONAL_COLUMNS]]
         output = forecaster.predict(example)
         with warnings.catch_warnings():  # int columns in the example are canonical, not a mistake
             warnings.filterwarnings("ignore", message=".*[Ii]nteger column", category=UserWarning)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -110,6 +111,20 @@ def test_signature_input_example_and_plain_file_artifacts(logged):
     # The logged example is a valid input.
     example = mlflow.models.Model.load(info.model_uri).load_input_example(local)
     assert len(logged["pyfunc"].predict(example)) == 1
+
+
+def test_logged_example_is_accepted_by_lobseq_serve(logged):
+    # users copy serving_input_example.json; it carried time/order_id/price and got a 400
+    import mlflow
+
+    from lobseq.predict import load_model
+    from lobseq.serve import ForecastService
+
+    info = logged["info"]
+    local = mlflow.artifacts.download_artifacts(info.model_uri)
+    body = (Path(local) / "serving_input_example.json").read_bytes()
+    out = ForecastService(load_model(info.model_uri)).predict(body)
+    assert len(out["predictions"]) == 1
 
 
 def test_forecaster_forward_pass_matches_predict(logged):
