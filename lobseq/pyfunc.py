@@ -209,7 +209,9 @@ class Forecaster:
     def load(cls, directory: str | Path | None = None, *, model_path=None, scaler_path=None,
              spec_path=None) -> Forecaster:
         """Load from a folder holding the three files, or from explicit paths."""
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from lobseq.quiet import quiet_tensorflow
+
+        quiet_tensorflow()
         import keras
 
         if directory is not None:

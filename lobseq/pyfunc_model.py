@@ -12,7 +12,7 @@ instead of only the last one.
 import os
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import mlflow  # noqa: E402
 import pandas as pd  # noqa: E402

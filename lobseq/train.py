@@ -9,7 +9,6 @@ ops are made deterministic.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 
@@ -146,12 +145,14 @@ def fit(dataset, cfg: TrainConfig, callbacks: list | None = None, verbose: int |
     `callbacks` are extra Keras callbacks (e.g. MLflow logging); `verbose` is
     Keras' (0 quiet, 1 progress bar, 2 one line per epoch).
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     cfg.validate()
     hyper = cfg.model_hyperparameters()
     if len(dataset.ends["train"]) == 0 or len(dataset.ends["val"]) == 0:
         raise LobseqError("the dataset has no training or no validation windows", file=dataset.path,
                           fix="re-ingest with more data or other split fractions")
+    from lobseq.quiet import quiet_tensorflow
+
+    quiet_tensorflow()
     import keras
 
     from lobseq.models import build

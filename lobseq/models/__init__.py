@@ -11,9 +11,10 @@ float32 windows to class probabilities `(batch, n_classes)` (layer
 from __future__ import annotations
 
 import inspect
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from lobseq.quiet import quiet_tensorflow
+
+quiet_tensorflow()
 
 import keras  # noqa: E402
 
