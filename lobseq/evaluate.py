@@ -585,6 +585,9 @@ def format_backtest_table(metrics: dict, who: list[str], title: str = "") -> str
     n = metrics.get(f"{who[0]}_n_periods", 0) if who else 0
     lines.append(f"periods (days) {int(n)}; Sharpe/Sortino annualized from daily P&L"
                  + ("; undefined with one period" if n < 2 else ""))
+    # Units, since additive returns can read as impossible (e.g. total_return below -1).
+    lines.append("returns and drawdown are additive fractions of one unit of capital per trade "
+                 "(0.0065 = 0.65%); hit_rate is per closed trade; turnover per period")
     return "\n".join(lines)
 
 

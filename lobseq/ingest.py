@@ -263,6 +263,8 @@ def ingest(sources: Sequence[str | Path], out: str | Path, cfg: IngestConfig,
         "feature_names": names,
         "feature_specs": specs,
         "n_rows": int(len(split)),
+        # Rows no window may contain: non-finite features (warm-up, empty book levels) or halts.
+        "unusable_rows": int((~arrays["usable"]).sum()),
         "segments": seg_info,
         "windows": {name: int(len(ends[name])) for name in SPLIT_NAMES},
         "class_balance": balance,
@@ -284,8 +286,11 @@ def summary(ds: Dataset) -> str:
         f"  rows {m['n_rows']:,}   features {len(m['feature_names'])}   window {ds.window}   "
         f"horizon {ds.horizon}   embargo {m['embargo']}",
         f"  manifest sha256 {ds.hash[:16]}…",
-        "  windows and class balance:",
     ]
+    if m.get("unusable_rows"):
+        lines.append(f"  {m['unusable_rows']:,} rows unusable in windows (feature warm-up, empty book "
+                     "levels or halts)")
+    lines.append("  windows and class balance:")
     for split in SPLIT_NAMES:
         counts = m["class_balance"][split]
         total = sum(counts) or 1

@@ -241,6 +241,13 @@ def train_and_log(dataset_path: str | Path, cfg, experiment: str | None = None,
     # So does a model that can't take this dataset (e.g. deeplob without the raw book).
     build(cfg.model, (dataset.window, dataset.n_features), dataset.n_classes, head=cfg.head,
           **cfg.model_hyperparameters())
+    if cfg.preset:
+        from lobseq.models import preset_window
+
+        intended = preset_window(cfg.model, cfg.preset)
+        if intended and intended != dataset.window:
+            log(f"Note: preset {cfg.preset!r} was designed for windows of {intended}; this dataset's "
+                f"window is {dataset.window} (re-ingest with --window {intended} to match it)")
     configure()
     experiment_id = ensure_experiment(experiment or dataset.name)
     run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name(cfg.model, dataset.name),

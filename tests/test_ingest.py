@@ -290,3 +290,12 @@ def test_bad_fractions_are_rejected_before_any_file_is_read(tmp_path, monkeypatc
     monkeypatch.setattr(lobster, "iter_lobster", boom)
     with pytest.raises(LobseqError, match="fractions"):
         ingest([tmp_path], tmp_path / "d", _cfg(fractions=(0.5, 0.2, 0.2)), log=lambda m: None)
+
+
+def test_unusable_rows_are_counted_and_reported(sim_dir, tmp_path):
+    from lobseq.ingest import summary
+
+    ds = ingest([sim_dir], tmp_path / "d", _cfg(), log=lambda m: None)
+    non_finite = int((~np.isfinite(np.asarray(ds.features)).all(axis=1)).sum())
+    assert ds.manifest["unusable_rows"] == non_finite > 0  # warm-up rows at least
+    assert f"{non_finite:,} rows unusable" in summary(ds)

@@ -175,3 +175,15 @@ def test_cli_train_user_errors_exit_2(lobster_dataset, mlflow_store):
     out = CliRunner().invoke(cli, ["train", str(lobster_dataset.path), "--model", "gru",
                                    "--param", "units"])
     assert out.exit_code == 2 and "not key=value" in out.output
+
+
+def test_a_preset_designed_for_another_window_is_noted(lobster_raw, tmp_path, mlflow_store):
+    from lobseq.ingest import IngestConfig, ingest
+    from lobseq.tracking import train_and_log
+
+    ds = ingest(lobster_raw, tmp_path / "w12", IngestConfig(format="lobster", window=12, horizon=5),
+                log=lambda _: None)
+    said: list[str] = []
+    train_and_log(ds.path, TrainConfig(model="rnn", preset="dixon", epochs=1, max_train_windows=128,
+                                       max_val_windows=64), log=said.append)
+    assert any("designed for windows of 10" in s and "window is 12" in s for s in said)
