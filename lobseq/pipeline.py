@@ -369,6 +369,22 @@ def _check_semantics(stage: Stage, earlier: list[Stage], sp: tuple, lines: _Line
                               "moved champion alias")
 
 
+def _check_inputs_exist(pipe: Pipeline) -> None:
+    """Sources no upstream stage creates must be on disk before the pipeline starts."""
+    for stage in pipe.stages:
+        if "simulate" in {a.type for a in pipe.ancestors(stage)}:
+            continue
+        paths = _as_list(stage.settings.get("sources")) if stage.type == "ingest" else []
+        if stage.type in ("train", "evaluate", "backtest", "promote") and stage.settings.get("dataset") \
+                and "ingest" not in {a.type for a in pipe.ancestors(stage)}:
+            paths = [stage.settings["dataset"]]
+        for p in paths:
+            if not Path(p).exists():
+                raise LobseqError(f"stage {stage.name!r}: input not found", file=p,
+                                  fix="create it first (e.g. `lobseq simulate --out " + p + "`) "
+                                      "or set the stage's 'sources'/'dataset'")
+
+
 def _train_config(settings: dict, model: str):
     from dataclasses import fields
 
@@ -740,6 +756,7 @@ def _run(pipe: Pipeline, force: bool, log: Callable[[str], None]) -> PipelineRes
 
     from lobseq import tracking
 
+    _check_inputs_exist(pipe)  # a missing input folder fails before any MLflow run exists
     tracking.configure()
     exp_id = tracking.ensure_experiment(pipe.experiment)
     c = MlflowClient()

@@ -233,6 +233,21 @@ def test_stages_are_nested_under_the_pipeline_run(store, fake_stages, request):
     assert parents == {result.run_id}
 
 
+def test_missing_source_folder_fails_before_any_run_exists(store, request):
+    import mlflow
+
+    text = """\
+name: t
+stages:
+  - name: ingest
+    type: ingest
+    with: {sources: [no/such/folder], format: lobster, out: ds, window: 5, horizon: 2}
+"""
+    with pytest.raises(LobseqError, match="no/such/folder.*input not found"):
+        run_pipeline(_write(store, text), [_name(request)], log=lambda m: None)
+    assert mlflow.get_experiment_by_name(request.node.name[:40]) is None
+
+
 def test_cli_bad_config_exits_2(store):
     from click.testing import CliRunner
 
