@@ -29,3 +29,25 @@ def mlflow_store(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     return uri
+
+
+def tiny_logged_gru(tmp, seed: int):
+    """Two simulated days in `tmp`, ingested (window 10, horizon 5), a tiny GRU trained and
+    logged into a sqlite store under `tmp`; the cwd moves to `tmp`.
+
+    Returns (monkeypatch to undo, raw paths, dataset, run id).
+    """
+    from lobseq.ingest import IngestConfig, ingest
+    from lobseq.simulate import simulate_lobster
+    from lobseq.tracking import train_and_log
+    from lobseq.train import TrainConfig
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}")
+    mp.chdir(tmp)
+    raw = simulate_lobster(tmp / "raw", events=3000, levels=5, days=2, seed=seed)
+    ds = ingest(raw, tmp / "sim", IngestConfig(format="lobster", window=10, horizon=5),
+                log=lambda _m: None)
+    run_id = train_and_log(tmp / "sim", TrainConfig(model="gru", hyper={"units": 4}, epochs=1,
+                                                    max_train_windows=400), log=lambda _m: None)
+    return mp, raw, ds, run_id

@@ -14,23 +14,15 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """Two simulated days, a tiny logged GRU, one CLI backtest; a dataset with other features."""
+    from conftest import tiny_logged_gru
+
     from lobseq.cli import cli
     from lobseq.ingest import IngestConfig, ingest
-    from lobseq.simulate import simulate_lobster
-    from lobseq.tracking import train_and_log
-    from lobseq.train import TrainConfig
 
     tmp = tmp_path_factory.mktemp("backtest")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}")
-    mp.chdir(tmp)
-    raw = simulate_lobster(tmp / "raw", events=3000, levels=5, days=2, seed=4)
-    ds = ingest(raw, tmp / "sim", IngestConfig(format="lobster", window=10, horizon=5),
-                log=lambda _m: None)
+    mp, raw, ds, run_id = tiny_logged_gru(tmp, seed=4)
     ingest(raw, tmp / "other", IngestConfig(format="lobster", window=10, horizon=5,
                                             features=["spread", "returns"]), log=lambda _m: None)
-    run_id = train_and_log(tmp / "sim", TrainConfig(model="gru", hyper={"units": 4}, epochs=1,
-                                                    max_train_windows=400), log=lambda _m: None)
     result = CliRunner().invoke(cli, ["backtest", run_id, str(tmp / "sim"), "--cost-bps", "1"])
     yield {"ds": ds, "run_id": run_id, "result": result, "tmp": tmp, "cli": cli}
     mp.undo()

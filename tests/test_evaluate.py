@@ -16,21 +16,12 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """Two simulated days, a tiny GRU trained and logged, and one evaluation of it."""
+    from conftest import tiny_logged_gru
+
     from lobseq.evaluate import evaluate_model
-    from lobseq.ingest import IngestConfig, ingest
-    from lobseq.simulate import simulate_lobster
-    from lobseq.tracking import train_and_log
-    from lobseq.train import TrainConfig
 
     tmp = tmp_path_factory.mktemp("evaluate")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}")
-    mp.chdir(tmp)
-    raw = simulate_lobster(tmp / "raw", events=3000, levels=5, days=2, seed=3)
-    ds = ingest(raw, tmp / "sim", IngestConfig(format="lobster", window=10, horizon=5),
-                log=lambda _m: None)
-    run_id = train_and_log(tmp / "sim", TrainConfig(model="gru", hyper={"units": 4}, epochs=1,
-                                                    max_train_windows=400), log=lambda _m: None)
+    mp, _raw, ds, run_id = tiny_logged_gru(tmp, seed=3)
     scores = evaluate_model(run_id, tmp / "sim", "test", n_boot=100, log=None)
     yield {"ds": ds, "run_id": run_id, "scores": scores, "tmp": tmp}
     mp.undo()
