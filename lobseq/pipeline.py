@@ -520,7 +520,7 @@ def _train_inputs(ctx: StageContext) -> dict:
 def _train_run(ctx: StageContext) -> dict:
     from mlflow import MlflowClient
 
-    from lobseq.tracking import model_uri, train_and_log
+    from lobseq.tracking import logged_model_uri, train_and_log
 
     s = ctx.stage.settings
     dataset = ctx.dataset()
@@ -531,7 +531,7 @@ def _train_run(ctx: StageContext) -> dict:
                                register=s.get("register"), log=ctx.log)
         if ctx.run_id:
             _adopt(MlflowClient(), run_id, ctx.run_id)
-        models[m] = {"run_id": run_id, "model_uri": model_uri(run_id)}
+        models[m] = {"run_id": run_id, "model_uri": logged_model_uri(run_id)}
     return {"dataset": dataset, "models": models}
 
 

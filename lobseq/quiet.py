@@ -9,8 +9,17 @@ LOBSEQ_TF_VERBOSE=1 to see it again.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+
+
+class _NoRetracingNotice(logging.Filter):
+    """Each loaded model gets its own fixed-signature tf.function; TF's heuristic reads
+    several models loaded in one process (evaluate, promote) as wasteful retracing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
 
 
 def quiet_tensorflow() -> None:
@@ -18,6 +27,7 @@ def quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # also hides the later cuInit error
     if "tensorflow" in sys.modules or os.environ.get("LOBSEQ_TF_VERBOSE"):
         return
+    logging.getLogger("tensorflow").addFilter(_NoRetracingNotice())
     try:
         fd = sys.stderr.fileno()
     except (AttributeError, OSError, ValueError):  # no real stderr (e.g. captured): nothing to hide

@@ -282,6 +282,18 @@ def model_uri(run_id: str, name: str = MODEL_NAME) -> str:
     return f"runs:/{run_id}/{name}"
 
 
+def logged_model_uri(run_id: str) -> str:
+    """The run's logged-model URI (`models:/m-…`), else `runs:/ID/model`.
+
+    MLflow 3 keeps a logged model's files outside the run's artifacts, so
+    registering `runs:/ID/model` makes it warn and look the model up anyway.
+    """
+    import mlflow
+
+    configure()
+    return mlflow.get_run(run_id).data.tags.get("model_uri") or model_uri(run_id)
+
+
 def register_model(run_id: str, name: str) -> str:
     """Register the pyfunc logged by run `run_id` as a new version of `name`; returns the version."""
     import mlflow
@@ -293,9 +305,8 @@ def register_model(run_id: str, name: str) -> str:
                           field="run_id")
     from lobseq.registry import register
 
-    uri = run.data.tags.get("model_uri") or model_uri(run_id)
-    return register(uri, name, tags={"dataset_hash": run.data.tags.get("dataset_hash", ""),
-                                                   "run_id": run_id})
+    tags = {"dataset_hash": run.data.tags.get("dataset_hash", ""), "run_id": run_id}
+    return register(logged_model_uri(run_id), name, tags=tags)
 
 
 def store_paths() -> tuple[str, str | None]:
