@@ -194,7 +194,8 @@ def rollback(name: str, c=None) -> tuple[str, str]:
     if current is not None and (not history or history[-1] != current):
         history.append(current)
     if len(history) < 2:
-        raise LobseqError(f"model '{name}' has no previous champion to roll back to", field="name")
+        raise LobseqError(f"model '{name}' has no previous champion to roll back to", field="name",
+                          fix=f"promote a version by hand: lobseq models promote {name} VERSION")
     history.pop()
     target = history[-1]
     c.set_model_version_tag(name, target, "lobseq.promotion_reason", f"rollback from v{current}")
@@ -225,7 +226,9 @@ def list_versions(name: str | None = None, c=None) -> list[dict]:
                 "aliases": ",".join(sorted(by_version.get(str(mv.version), []))),
                 "run_id": mv.run_id or "",
                 "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(mv.creation_timestamp / 1000)),
-                "decision": tags.get("lobseq.decision", ""),
+                # The automatic decision, then any later manual promotion or rollback.
+                "decision": "; ".join(filter(None, (tags.get("lobseq.decision"),
+                                                    tags.get("lobseq.promotion_reason")))),
                 "score": tags.get("lobseq.challenger_score", ""),
                 "champion_score": tags.get("lobseq.champion_score", ""),
             })

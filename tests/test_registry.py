@@ -167,6 +167,21 @@ def test_rollback_without_history_is_an_error(store):
         registry.rollback(NAME, store)
 
 
+def test_rollback_without_history_says_how_to_promote_by_hand(store):
+    _challenge(0.4)
+    with pytest.raises(LobseqError) as err:
+        registry.rollback(NAME, store)
+    assert f"lobseq models promote {NAME} VERSION" in str(err.value)
+
+
+def test_list_shows_a_manual_promotion_after_the_automatic_decision(store):
+    _challenge(0.4)
+    _challenge(0.3, champion_score=0.4)  # kept: v1 stays champion
+    registry.promote(NAME, "2", store)
+    row = next(r for r in registry.list_versions(NAME, store) if str(r["version"]) == "2")
+    assert row["decision"] == "kept_champion; manual"
+
+
 def test_manual_promote_of_missing_version_is_an_error(store):
     _challenge(0.4)
     with pytest.raises(LobseqError, match="no version 7"):
