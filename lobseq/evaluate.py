@@ -384,7 +384,7 @@ def _log_evaluation(ds, model, split, scores, table, y, proba, base, *, n_boot, 
     matplotlib.use("Agg")
     import mlflow
 
-    from lobseq.classes import class_names
+    from lobseq.labels import class_names
     from lobseq.metrics import confusion_matrix
     from lobseq.plots import plot_confusion_matrix, plot_reliability
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,6 @@ class IngestConfig:
     embargo: int | None = None  # None → window + horizon - 1
     symbol_column: str = "symbol"
     name: str | None = None
-    extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         if not self.split_dates:
@@ -277,7 +276,7 @@ def ingest(sources: Sequence[str | Path], out: str | Path, cfg: IngestConfig,
 
 
 def summary(ds: Dataset) -> str:
-    from lobseq.classes import class_names
+    from lobseq.labels import class_names
 
     m = ds.manifest
     names = class_names(ds.n_classes)

@@ -53,6 +53,11 @@ def _check_n_classes(n_classes: Any) -> int:
     return int(n_classes)
 
 
+def class_names(n_classes: int) -> tuple[str, ...]:
+    """Names of classes 0..K-1 (the one class convention labels, metrics and serving share)."""
+    return CLASS_NAMES[_check_n_classes(n_classes)]
+
+
 def _as_mid(mid: Any) -> np.ndarray:
     arr = np.asarray(mid, dtype=np.float64)
     if arr.ndim != 1:
@@ -207,6 +212,7 @@ __all__ = [
     "FI2010_HORIZONS",
     "METHODS",
     "class_balance",
+    "class_names",
     "direction_labels",
     "fi2010_labels",
     "forward_returns",

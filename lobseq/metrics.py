@@ -16,16 +16,10 @@ import math
 import numpy as np
 
 from lobseq.errors import LobseqError
+from lobseq.labels import class_names
 
-CLASS_NAMES = {2: ("down", "up"), 3: ("down", "stationary", "up")}
 CM_METRICS = ("accuracy", "macro_f1", "weighted_f1", "balanced_accuracy", "mcc", "cohen_kappa")
 LOG_LOSS_EPS = 1e-15
-
-
-def class_names(n_classes: int) -> tuple[str, ...]:
-    if n_classes not in CLASS_NAMES:
-        raise LobseqError(f"n_classes must be 2 or 3, got {n_classes!r}", field="n_classes")
-    return CLASS_NAMES[n_classes]
 
 
 def _labels(y, n_classes: int, name: str) -> np.ndarray:

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from lobseq import __version__
-from lobseq.classes import class_names
 from lobseq.errors import LobseqError
+from lobseq.labels import class_names
 from lobseq.scaler import StandardScaler
 from lobseq.windows import gather_windows
 

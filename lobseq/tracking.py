@@ -188,7 +188,7 @@ def _log_evaluation(result, dataset, out: Path) -> None:
     """Confusion matrices, learning curves and the classification report as artifacts."""
     import mlflow
 
-    from lobseq.classes import class_names
+    from lobseq.labels import class_names
     from lobseq.metrics import confusion_matrix
     from lobseq.plots import plot_confusion_matrix, plot_learning_curves
 

@@ -207,7 +207,7 @@ def fold_view(ds, fold: Fold):
     from lobseq.scaler import StandardScaler
 
     scaler = StandardScaler().fit(ds.features, rows=fold.scaler_rows)
-    return replace(ds, ends=dict(fold.ends), scaler=scaler, _cache={})
+    return replace(ds, ends=dict(fold.ends), scaler=scaler)
 
 
 def _fold_scores(y, proba, base, n_classes) -> dict:
@@ -385,8 +385,8 @@ def _log_fold(ds, fold: Fold, info: dict, result) -> None:
 def _log_parent(ds, out, fold_rows, br, results, table, bt_table, ends, y, proba) -> None:
     import mlflow
 
-    from lobseq.classes import class_names
     from lobseq.evaluate import _jsonable, _numeric, log_backtest_artifacts
+    from lobseq.labels import class_names
 
     mlflow.log_metrics(_numeric(out))
     mlflow.log_text(table, "walkforward_table.txt")
