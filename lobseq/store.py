@@ -9,7 +9,7 @@ same inputs and config give the same bytes and the same hash.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +55,6 @@ class Dataset:
     split: np.ndarray
     ends: dict[str, np.ndarray]
     scaler: StandardScaler
-    _cache: dict = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:

@@ -161,7 +161,7 @@ def fit(dataset, cfg: TrainConfig, callbacks: list | None = None, verbose: int |
     ends = dict(dataset.ends)
     ends["train"] = evenly_spaced(ends["train"], cfg.max_train_windows)
     ends["val"] = evenly_spaced(ends["val"], cfg.max_val_windows)
-    data = replace(dataset, ends=ends, _cache={})
+    data = replace(dataset, ends=ends)
 
     regression = cfg.head == "regression"
     target = "return" if regression else "class"

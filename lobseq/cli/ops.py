@@ -49,28 +49,11 @@ def run(file, overrides, force):
 @click.option("--force", is_flag=True, help="Re-run every stage.")
 def demo(events, force):
     """The main job: pipelines/demo.yaml (simulate → ingest → train 5 models → evaluate → register)."""
-    import importlib.util
-
-    if importlib.util.find_spec("lobseq.evaluate") is None:  # until evaluation lands: data only
-        _demo_data_only(events or 60_000)
-        return
     file = Path("pipelines/demo.yaml")
     if not file.exists():
         file = Path(__file__).resolve().parents[2] / "pipelines" / "demo.yaml"
     overrides = (f"simulate.events={events}",) if events else ()
     _run_pipeline(file, overrides, force)
-
-
-def _demo_data_only(events: int) -> None:
-    from lobseq.ingest import IngestConfig, ingest, summary
-    from lobseq.simulate import simulate_lobster
-
-    raw = Path("data/raw/demo")
-    paths = simulate_lobster(raw, events=events, levels=10, days=1, seed=0, ticker="SIM")
-    click.echo(f"Simulated {events:,} events × 10 levels → {raw} ({len(paths)} files)")
-    cfg = IngestConfig(format="lobster", window=50, horizon=10, name="demo")
-    ds = ingest([raw], Path("data/processed/demo"), cfg, log=lambda m: click.echo(m, err=True))
-    click.echo(summary(ds))
 
 
 @cli.command()
