@@ -4,26 +4,7 @@ import sys
 
 import pytest
 
-BANNER = "absl::InitializeLog"
-CODE = "from lobseq.quiet import quiet_tensorflow; quiet_tensorflow(); import keras; print('ok')"
-
-
-def _stderr(**env) -> str:
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("TF_CPP", "LOBSEQ_TF"))}
-    out = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True,
-                         env={**full, **env}, timeout=120, check=True)
-    assert out.stdout.strip() == "ok"
-    return out.stderr
-
-
-@pytest.mark.slow
-def test_tensorflow_start_up_chatter_is_hidden_unless_asked_for():
-    verbose = _stderr(LOBSEQ_TF_VERBOSE="1")
-    if BANNER not in verbose:
-        pytest.skip("this TensorFlow prints no start-up banner: nothing to hide")
-    assert BANNER not in _stderr()
-
-
+IMPORT = "from lobseq.quiet import quiet_tensorflow; quiet_tensorflow(); import keras; print('ok')"
 RETRACE = """
 from lobseq.quiet import quiet_tensorflow
 quiet_tensorflow()
@@ -34,13 +15,24 @@ for _ in range(7):  # like loading seven models in one process
 """
 
 
+def _stderr(code: str, **env) -> str:
+    """stderr of `code` in a fresh interpreter, without the caller's TF/lobseq log settings."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("TF_CPP", "LOBSEQ_TF"))}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**full, **env}, timeout=120, check=True).stderr
+
+
+def _hidden_unless_asked(code: str, marker: str) -> None:
+    if marker not in _stderr(code, LOBSEQ_TF_VERBOSE="1"):
+        pytest.skip(f"this TensorFlow prints no {marker!r} here: nothing to hide")
+    assert marker not in _stderr(code)
+
+
+@pytest.mark.slow
+def test_tensorflow_start_up_chatter_is_hidden_unless_asked_for():
+    _hidden_unless_asked(IMPORT, "absl::InitializeLog")
+
+
 @pytest.mark.slow
 def test_the_many_models_retracing_notice_is_hidden_unless_asked_for():
-    def stderr(**env):
-        full = {k: v for k, v in os.environ.items() if not k.startswith(("TF_CPP", "LOBSEQ_TF"))}
-        return subprocess.run([sys.executable, "-c", RETRACE], capture_output=True, text=True,
-                              env={**full, **env}, timeout=120, check=True).stderr
-
-    if "retracing" not in stderr(LOBSEQ_TF_VERBOSE="1"):
-        pytest.skip("this TensorFlow gives no retracing notice here: nothing to hide")
-    assert "retracing" not in stderr()
+    _hidden_unless_asked(RETRACE, "retracing")
