@@ -43,11 +43,11 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="lobseq-bench-eval-"))
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
     os.chdir(tmp)
-    from lobseq.evaluate import evaluate_model
-    from lobseq.ingest import IngestConfig, ingest
-    from lobseq.simulate import simulate_lobster
-    from lobseq.tracking import train_and_log
-    from lobseq.train import TrainConfig
+    from lobseq.data.ingest import IngestConfig, ingest
+    from lobseq.data.simulate import simulate_lobster
+    from lobseq.evaluation.evaluate import evaluate_model
+    from lobseq.training.config import TrainConfig
+    from lobseq.training.run import train_and_log
 
     t0 = time.perf_counter()
     if args.which == "sim":

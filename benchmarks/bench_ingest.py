@@ -37,9 +37,9 @@ def child(mode: str, src: str, out: str, window: int, horizon: int) -> None:
     import pandas  # noqa: F401  (imports are not ingest work: load them before the clock)
     import pyarrow.csv as pc
 
-    import lobseq.features  # noqa: F401
-    import lobseq.sources  # noqa: F401
-    from lobseq.ingest import IngestConfig, ingest
+    import lobseq.data.features  # noqa: F401
+    import lobseq.data.sources  # noqa: F401
+    from lobseq.data.ingest import IngestConfig, ingest
 
     files = sorted(Path(src).glob("*.csv"))
     base = _rss_mb()
@@ -96,7 +96,7 @@ def main() -> None:
         mode, src, out, w, h = args.child
         child(mode, src, out, int(w), int(h))
         return
-    from lobseq.simulate import simulate_lobster
+    from lobseq.data.simulate import simulate_lobster
 
     rows = []
     if SHARED.is_dir():

@@ -57,11 +57,11 @@ def _timed(fn, n: int, budget_s: float) -> list[float]:
 
 
 def build_model(work: Path):
-    from lobseq.ingest import IngestConfig, ingest
-    from lobseq.predict import load_model
-    from lobseq.simulate import simulate_lobster
-    from lobseq.tracking import model_uri, train_and_log
-    from lobseq.train import TrainConfig
+    from lobseq.data.ingest import IngestConfig, ingest
+    from lobseq.data.simulate import simulate_lobster
+    from lobseq.serving.predict import load_model
+    from lobseq.training.config import TrainConfig
+    from lobseq.training.run import model_uri, train_and_log
 
     raw = work / "raw"
     simulate_lobster(raw, events=6000, levels=10, days=1, seed=0)
@@ -80,8 +80,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=20.0, help="time bound per measurement")
     args = ap.parse_args(argv)
 
-    from lobseq.serve import ForecastService, make_server
-    from lobseq.sources import read_sources
+    from lobseq.data.sources import read_sources
+    from lobseq.serving.http import ForecastService, make_server
 
     with tempfile.TemporaryDirectory(prefix="lobseq-bench-") as tmp:
         work = Path(tmp)

@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_dataset(tmp: Path, events: int, window: int = 100):
-    from lobseq.ingest import IngestConfig, ingest
-    from lobseq.simulate import simulate_lobster
+    from lobseq.data.ingest import IngestConfig, ingest
+    from lobseq.data.simulate import simulate_lobster
 
     raw = tmp / "raw"
     simulate_lobster(raw, events=events, levels=10, seed=0)
@@ -57,7 +57,7 @@ def _compiled(name, ds):
 def throughput(ds, names, n_windows: int, batch: int = 64) -> list[dict]:
     from dataclasses import replace
 
-    from lobseq.train import evenly_spaced
+    from lobseq.training.fit import evenly_spaced
 
     ends = evenly_spaced(ds.ends["train"], n_windows)
     sub = replace(ds, ends={**ds.ends, "train": ends})
@@ -78,7 +78,7 @@ def throughput(ds, names, n_windows: int, batch: int = 64) -> list[dict]:
 def overhead(ds, n_windows: int, batch: int = 64, repeats: int = 2) -> dict:
     from dataclasses import replace
 
-    from lobseq.train import evenly_spaced
+    from lobseq.training.fit import evenly_spaced
 
     ends = evenly_spaced(ds.ends["train"], n_windows)
     sub = replace(ds, ends={**ds.ends, "train": ends})
@@ -103,7 +103,7 @@ def overhead(ds, n_windows: int, batch: int = 64, repeats: int = 2) -> dict:
 
 def child_peak(path: str, steps: int) -> None:
     """Train in a fresh process on a dataset already on disk: its peak RSS is training's."""
-    from lobseq.store import load_dataset
+    from lobseq.data.store import load_dataset
 
     ds = load_dataset(path)
     model = _compiled("lstm", ds)

@@ -15,8 +15,8 @@ import math
 
 import numpy as np
 
+from lobseq.data.labels import class_names
 from lobseq.errors import LobseqError
-from lobseq.labels import class_names
 
 CM_METRICS = ("accuracy", "macro_f1", "weighted_f1", "balanced_accuracy", "mcc", "cohen_kappa")
 LOG_LOSS_EPS = 1e-15

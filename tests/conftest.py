@@ -8,7 +8,7 @@ import pytest
 @pytest.fixture(scope="session")
 def lobster_raw(tmp_path_factory):
     """Paths of one simulated LOBSTER day (3,000 events, 5 levels)."""
-    from lobseq.simulate import simulate_lobster
+    from lobseq.data.simulate import simulate_lobster
 
     return simulate_lobster(tmp_path_factory.mktemp("raw"), events=3000, levels=5, seed=0)
 
@@ -16,7 +16,7 @@ def lobster_raw(tmp_path_factory):
 @pytest.fixture(scope="session")
 def lobster_dataset(lobster_raw, tmp_path_factory):
     """A stored dataset from `lobster_raw`: window 10, horizon 5, default features."""
-    from lobseq.ingest import IngestConfig, ingest
+    from lobseq.data.ingest import IngestConfig, ingest
 
     out = tmp_path_factory.mktemp("processed") / "sim"
     return ingest(lobster_raw, out, IngestConfig(format="lobster", window=10, horizon=5),
@@ -37,10 +37,10 @@ def tiny_logged_gru(tmp, seed: int):
 
     Returns (monkeypatch to undo, raw paths, dataset, run id).
     """
-    from lobseq.ingest import IngestConfig, ingest
-    from lobseq.simulate import simulate_lobster
-    from lobseq.tracking import train_and_log
-    from lobseq.train import TrainConfig
+    from lobseq.data.ingest import IngestConfig, ingest
+    from lobseq.data.simulate import simulate_lobster
+    from lobseq.training.config import TrainConfig
+    from lobseq.training.run import train_and_log
 
     mp = pytest.MonkeyPatch()
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}")

@@ -30,11 +30,11 @@ def test_a_deep_model_beats_logistic_regression_beyond_its_interval(tmp_path, mo
     logistic 0.337 [0.320, 0.355], difference +0.068 [+0.046, +0.089]; simulator seeds
     1 and 2 give lower bounds +0.075 and +0.058, so the margin is not luck.
     """
-    from lobseq.evaluate import evaluate_model
-    from lobseq.ingest import IngestConfig, ingest
-    from lobseq.simulate import simulate_lobster
-    from lobseq.tracking import train_and_log
-    from lobseq.train import TrainConfig
+    from lobseq.data.ingest import IngestConfig, ingest
+    from lobseq.data.simulate import simulate_lobster
+    from lobseq.evaluation.evaluate import evaluate_model
+    from lobseq.training.config import TrainConfig
+    from lobseq.training.run import train_and_log
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     monkeypatch.chdir(tmp_path)

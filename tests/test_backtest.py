@@ -3,16 +3,16 @@ import math
 import numpy as np
 import pytest
 
-from lobseq.backtest import (
+from lobseq.errors import LobseqError
+from lobseq.evaluation.backtest.engine import (
     buy_and_hold,
     drawdown_of,
     hold_signal,
     positions_from_proba,
     risk_metrics,
     run_backtest,
-    walk_forward_folds,
 )
-from lobseq.errors import LobseqError
+from lobseq.evaluation.folds import walk_forward_folds
 
 MID = np.array([100.0, 100.0, 102.0, 105.0, 104.0])
 

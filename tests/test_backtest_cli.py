@@ -17,7 +17,7 @@ def env(tmp_path_factory):
     from conftest import tiny_logged_gru
 
     from lobseq.cli import cli
-    from lobseq.ingest import IngestConfig, ingest
+    from lobseq.data.ingest import IngestConfig, ingest
 
     tmp = tmp_path_factory.mktemp("backtest")
     mp, raw, ds, run_id = tiny_logged_gru(tmp, seed=4)
@@ -77,7 +77,7 @@ def test_no_trade_spans_two_segments(env):
 
 
 def test_signal_is_flat_at_rows_that_end_no_window(env):
-    from lobseq.evaluate import backtest_rows, signal_on_rows
+    from lobseq.evaluation.backtest.model import backtest_rows, signal_on_rows
 
     ds = env["ds"]
     rows = np.flatnonzero(ds.split == 2)
@@ -88,14 +88,14 @@ def test_signal_is_flat_at_rows_that_end_no_window(env):
 
 
 def test_a_gap_in_rows_starts_a_new_run(env):
-    from lobseq.evaluate import backtest_rows
+    from lobseq.evaluation.backtest.model import backtest_rows
 
     br = backtest_rows(env["ds"], np.array([100, 101, 102, 200, 201]))
     assert br.run.tolist() == [0, 0, 0, 1, 1]
 
 
 def test_positions_are_flat_at_the_first_row_of_every_run(env):
-    from lobseq.evaluate import backtest_rows, run_on_rows
+    from lobseq.evaluation.backtest.model import backtest_rows, run_on_rows
 
     ds = env["ds"]
     br = backtest_rows(ds, np.flatnonzero(ds.split >= 1))  # val and test: several runs

@@ -1,14 +1,14 @@
 import numpy as np
 import pytest
 
-from lobseq.baselines import (
+from lobseq.errors import LobseqError
+from lobseq.evaluation.baselines import (
     GBTBaseline,
     LogisticBaseline,
     PersistenceBaseline,
     PriorBaseline,
     lagged_labels,
 )
-from lobseq.errors import LobseqError
 
 
 def _data(n=400, F=4, T=5, seed=0):

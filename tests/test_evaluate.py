@@ -18,7 +18,7 @@ def env(tmp_path_factory):
     """Two simulated days, a tiny GRU trained and logged, and one evaluation of it."""
     from conftest import tiny_logged_gru
 
-    from lobseq.evaluate import evaluate_model
+    from lobseq.evaluation.evaluate import evaluate_model
 
     tmp = tmp_path_factory.mktemp("evaluate")
     mp, _raw, ds, run_id = tiny_logged_gru(tmp, seed=3)
@@ -73,7 +73,7 @@ def test_promotion_rule_finds_the_macro_f1_interval(env):
 
 
 def test_prior_baseline_learns_train_label_frequencies_only(env):
-    from lobseq.evaluate import fit_baselines
+    from lobseq.evaluation.baselines import fit_baselines
 
     ds = env["ds"]
     y = ds.labels[ds.ends["train"]]
@@ -82,7 +82,7 @@ def test_prior_baseline_learns_train_label_frequencies_only(env):
 
 
 def test_baselines_ignore_validation_and_test_labels(env):
-    from lobseq.evaluate import baseline_probas, fit_baselines
+    from lobseq.evaluation.baselines import baseline_probas, fit_baselines
 
     ds = env["ds"]
     labels = np.array(ds.labels)
@@ -97,8 +97,9 @@ def test_baselines_ignore_validation_and_test_labels(env):
 
 
 def test_predictions_use_the_models_scaler_not_the_datasets(env):
-    from lobseq.evaluate import load_logged_model, predict_proba
-    from lobseq.scaler import StandardScaler
+    from lobseq.data.scaler import StandardScaler
+    from lobseq.evaluation.evaluate import predict_proba
+    from lobseq.serving.loader import load_logged_model
 
     ds = env["ds"]
     model = load_logged_model(env["run_id"])
@@ -111,7 +112,7 @@ def test_predictions_use_the_models_scaler_not_the_datasets(env):
 def test_evaluation_inside_an_active_run_is_nested(env):
     import mlflow
 
-    from lobseq.evaluate import evaluate_model
+    from lobseq.evaluation.evaluate import evaluate_model
 
     with mlflow.start_run() as parent:
         scores = evaluate_model(env["run_id"], env["ds"], "val", n_boot=20, log=None)
@@ -119,21 +120,22 @@ def test_evaluation_inside_an_active_run_is_nested(env):
 
 
 def test_unknown_run_id_is_a_user_error(env):
-    from lobseq.evaluate import load_logged_model
+    from lobseq.serving.loader import load_logged_model
 
     with pytest.raises(LobseqError, match="cannot resolve model"):
         load_logged_model("0" * 32)
 
 
 def test_text_that_is_no_model_uri_is_a_user_error():
-    from lobseq.evaluate import normalize_model_uri
+    from lobseq.serving.loader import normalize_model_uri
 
     with pytest.raises(LobseqError, match="not a model URI"):
         normalize_model_uri("my-model")
 
 
 def test_dataset_with_other_features_is_a_user_error(env):
-    from lobseq.evaluate import check_compatible, load_logged_model
+    from lobseq.evaluation.evaluate import check_compatible
+    from lobseq.serving.loader import load_logged_model
 
     ds = env["ds"]
     other = replace(ds, manifest={**ds.manifest, "feature_names": list(reversed(ds.feature_names))})
@@ -142,7 +144,7 @@ def test_dataset_with_other_features_is_a_user_error(env):
 
 
 def test_unknown_split_is_a_user_error(env):
-    from lobseq.evaluate import evaluate_model
+    from lobseq.evaluation.evaluate import evaluate_model
 
     with pytest.raises(LobseqError, match="unknown split"):
         evaluate_model(env["run_id"], env["ds"], "holdout", log=None, log_to_mlflow=False)
@@ -154,10 +156,10 @@ LOBSTER = Path(__file__).resolve().parents[2] / "shared/data/lobster"
 @pytest.mark.skipif(not LOBSTER.is_dir(), reason=f"real LOBSTER sample not found at {LOBSTER}")
 def test_amzn_report_shows_deep_model_next_to_baselines_with_intervals(tmp_path, monkeypatch):
     """Acceptance on the real AMZN sample: horizon 10, 3 classes, tiny LSTM, ~1 epoch."""
-    from lobseq.evaluate import evaluate_model
-    from lobseq.ingest import IngestConfig, ingest
-    from lobseq.tracking import train_and_log
-    from lobseq.train import TrainConfig
+    from lobseq.data.ingest import IngestConfig, ingest
+    from lobseq.evaluation.evaluate import evaluate_model
+    from lobseq.training.config import TrainConfig
+    from lobseq.training.run import train_and_log
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.chdir(tmp_path)

@@ -8,8 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lobseq.errors import LobseqError
-from lobseq.features import (
+from lobseq.data.features import (
     FEATURES,
     available_features,
     compute_features,
@@ -17,6 +16,7 @@ from lobseq.features import (
     mid_price,
     register,
 )
+from lobseq.errors import LobseqError
 
 TICK = 0.01
 

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lobseq.data.ingest import IngestConfig, ingest
+from lobseq.data.simulate import simulate_bars, simulate_lobster
+from lobseq.data.store import load_dataset
 from lobseq.errors import LobseqError
-from lobseq.ingest import IngestConfig, ingest
-from lobseq.simulate import simulate_bars, simulate_lobster
-from lobseq.store import load_dataset
 
 SHARED_LOBSTER = Path(__file__).resolve().parents[2] / "shared" / "data" / "lobster"
 
@@ -75,7 +75,7 @@ def test_no_window_crosses_a_day_boundary(sim_dir, tmp_path):
 def test_perturbing_the_future_changes_nothing_before_it(sim_dir, tmp_path):
     """Change every book row after t (first day): features at rows <= t and labels at
     rows <= t - horizon are unchanged, and the perturbation does reach later rows."""
-    from lobseq.sources import read_lobster
+    from lobseq.data.sources import read_lobster
 
     work = tmp_path / "perturbed_src"
     work.mkdir()
@@ -104,7 +104,7 @@ def test_perturbing_the_future_changes_nothing_before_it(sim_dir, tmp_path):
 def test_a_crash_while_writing_leaves_the_previous_dataset(sim_dir, tmp_path, monkeypatch):
     out = tmp_path / "d"
     first = ingest([sim_dir], out, _cfg(), log=lambda m: None)
-    import lobseq.store as store
+    import lobseq.data.store as store
 
     real_save = np.save
     calls = {"n": 0}
@@ -172,9 +172,9 @@ def test_real_amzn_sample_ingests(tmp_path):
 
 
 def test_lazy_day_by_day_reading_gives_the_arrays_of_the_eager_reader(sim_dir):
-    from lobseq.ingest import build_arrays
-    from lobseq.sources import read_lobster
-    from lobseq.sources.lobster import iter_lobster
+    from lobseq.data.ingest import build_arrays
+    from lobseq.data.sources import read_lobster
+    from lobseq.data.sources.lobster import iter_lobster
 
     lazy, lazy_names, lazy_info, _ = build_arrays(iter_lobster(sim_dir), _cfg(), log=lambda m: None)
     eager, names, info, _ = build_arrays(read_lobster(sim_dir), _cfg(), log=lambda m: None)
@@ -199,8 +199,8 @@ def test_a_broken_later_day_is_reported_by_ingest(sim_dir, tmp_path):
 
 
 def test_recorded_feature_specs_recompute_the_stored_features(sim_dir, tmp_path):
-    from lobseq.features import compute_features
-    from lobseq.sources import read_lobster
+    from lobseq.data.features import compute_features
+    from lobseq.data.sources import read_lobster
 
     ds = ingest([sim_dir], tmp_path / "d", _cfg(), log=lambda m: None)
     specs = ds.manifest["feature_specs"]
@@ -282,7 +282,7 @@ def test_bad_split_dates_exit_2_with_one_line_before_reading(sim_dir, tmp_path, 
 
 
 def test_bad_fractions_are_rejected_before_any_file_is_read(tmp_path, monkeypatch):
-    import lobseq.sources.lobster as lobster
+    import lobseq.data.sources.lobster as lobster
 
     def boom(*a, **k):
         raise AssertionError("a file was read")
@@ -293,7 +293,7 @@ def test_bad_fractions_are_rejected_before_any_file_is_read(tmp_path, monkeypatc
 
 
 def test_unusable_rows_are_counted_and_reported(sim_dir, tmp_path):
-    from lobseq.ingest import summary
+    from lobseq.data.ingest import summary
 
     ds = ingest([sim_dir], tmp_path / "d", _cfg(), log=lambda m: None)
     non_finite = int((~np.isfinite(np.asarray(ds.features)).all(axis=1)).sum())

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lobseq.data.labels import class_balance, direction_labels, fi2010_labels, forward_returns
 from lobseq.errors import LobseqError
-from lobseq.labels import class_balance, direction_labels, fi2010_labels, forward_returns
 
 # r (point, k=1) = [+1%, 0, -1.98%, 0, no future]
 POINT_MID = [100.0, 101.0, 101.0, 99.0, 99.0]

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from lobseq.errors import LockHeld
-from lobseq.lock import run_lock
+from lobseq.locks import run_lock
 
 
 def test_second_holder_gets_lock_held(tmp_path):
@@ -37,7 +37,7 @@ def test_stale_lock_file_of_a_dead_process_does_not_block(tmp_path):
 
 def test_lock_held_by_another_process_names_its_pid(tmp_path):
     path = tmp_path / "x.lock"
-    code = ("import sys, time; from lobseq.lock import run_lock\n"
+    code = ("import sys, time; from lobseq.locks import run_lock\n"
             f"with run_lock({str(path)!r}):\n    print('held', flush=True); time.sleep(30)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
@@ -52,7 +52,7 @@ def test_lock_held_by_another_process_names_its_pid(tmp_path):
 
 def test_lock_of_a_killed_holder_is_released(tmp_path):
     path = tmp_path / "x.lock"
-    code = ("import time; from lobseq.lock import run_lock\n"
+    code = ("import time; from lobseq.locks import run_lock\n"
             f"with run_lock({str(path)!r}):\n    print('held', flush=True); time.sleep(30)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"

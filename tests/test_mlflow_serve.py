@@ -31,9 +31,10 @@ def logged(lobster_dataset, tmp_path_factory):
     """A tiny LSTM logged as the lobseq pyfunc into a temporary sqlite store."""
     import mlflow
 
-    from lobseq.pyfunc import log_pyfunc
     from lobseq.tracking import configure, ensure_experiment
-    from lobseq.train import TrainConfig, fit
+    from lobseq.training.config import TrainConfig
+    from lobseq.training.fit import fit
+    from lobseq.training.package import log_pyfunc
 
     store = tmp_path_factory.mktemp("mlflow-serve")
     uri = f"sqlite:///{store / 'mlflow.db'}"
@@ -50,13 +51,13 @@ def logged(lobster_dataset, tmp_path_factory):
 @pytest.fixture(scope="module")
 def payload(logged, lobster_raw):
     """The last rows of the simulated day as `dataframe_split`, timestamps as strings."""
-    from lobseq.sources import read_lobster
+    from lobseq.data.sources import read_lobster
     from lobseq.tracking import configure
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", logged["tracking_uri"])
         configure()
-        from lobseq.predict import load_model
+        from lobseq.serving.predict import load_model
 
         model = load_model(logged["model_uri"])
     frame = read_lobster(lobster_raw)[0].frame
@@ -132,7 +133,7 @@ def mlflow_server(logged, tmp_path):
 
 @pytest.fixture
 def lobseq_server(payload):
-    from lobseq.serve import ForecastService, make_server
+    from lobseq.serving.http import ForecastService, make_server
 
     srv = make_server(ForecastService(payload["model"]), "127.0.0.1", 0)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)

@@ -1,12 +1,15 @@
 import json
-import sys
 import types
 
 import pytest
 
-from lobseq import pipeline
 from lobseq.errors import LobseqError
-from lobseq.pipeline import StageType, load_pipeline, run_pipeline
+from lobseq.workflow import report as pipeline_report
+from lobseq.workflow import runner as pipeline_runner
+from lobseq.workflow import stages as pipeline_stages
+from lobseq.workflow.runner import run_pipeline
+from lobseq.workflow.spec import load_pipeline
+from lobseq.workflow.stages import StageType
 
 # ------------------------------------------------------------ schema
 
@@ -167,8 +170,8 @@ def fake_stages(monkeypatch):
             raise RuntimeError("stage crashed")
         return {"n": 1}
 
-    monkeypatch.setitem(pipeline.STAGES, "simulate", StageType(lambda ctx: {}, sim_run))
-    monkeypatch.setitem(pipeline.STAGES, "ingest", StageType(ingest_inputs, ingest_run))
+    monkeypatch.setitem(pipeline_stages.STAGES, "simulate", StageType(lambda ctx: {}, sim_run))
+    monkeypatch.setitem(pipeline_stages.STAGES, "ingest", StageType(ingest_inputs, ingest_run))
     return calls
 
 
@@ -292,30 +295,12 @@ stages:
 """
 
 
-def _stand_in_evaluate():
-    """Until lobseq.evaluate lands: score = accuracy of the logged pyfunc on the split."""
-    try:
-        import lobseq.evaluate  # noqa: F401
-
-        return None
-    except ImportError:
-        pass
-
-    def evaluate_model(model_uri, dataset_path, split="test"):
-        return {"macro_f1": 0.5, "accuracy": 0.5}
-
-    return types.SimpleNamespace(evaluate_model=evaluate_model)
-
-
 @pytest.fixture(scope="module")
 def e2e(tmp_path_factory, _mlflow_store):
     d = tmp_path_factory.mktemp("e2e")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(d)
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{_mlflow_store}/mlflow.db")
-        stand_in = _stand_in_evaluate()
-        if stand_in is not None:
-            mp.setitem(sys.modules, "lobseq.evaluate", stand_in)
         path = _write(d, E2E)
         first = run_pipeline(path, log=lambda m: None)
         second = run_pipeline(path, log=lambda m: None)
@@ -345,13 +330,13 @@ def test_e2e_second_run_skips_every_stage(e2e):
 
 
 def test_e2e_summary_table_names_the_decision(e2e):
-    assert "PROMOTED" in pipeline.summary_table(e2e[0])
+    assert "PROMOTED" in pipeline_report.summary_table(e2e[0])
 
 
 def test_e2e_summary_table_shows_each_models_score_and_backtest(e2e):
     ev = e2e[0].outputs("evaluate")["evaluations"]["rnn"]
     bt = e2e[0].outputs("backtest")["backtests"]["rnn"]
-    row = next(line for line in pipeline.summary_table(e2e[0]).splitlines()
+    row = next(line for line in pipeline_report.summary_table(e2e[0]).splitlines()
                if line.split()[:1] == ["rnn"])
     best = ev["best_baseline"]
     cells = [f"{ev['macro_f1']:.4f} [{ev['macro_f1_ci_low']:.4f}, {ev['macro_f1_ci_high']:.4f}]",
@@ -361,7 +346,8 @@ def test_e2e_summary_table_shows_each_models_score_and_backtest(e2e):
 
 
 def test_summary_table_shows_sharpe_as_na_with_one_day(tmp_path):
-    from lobseq.pipeline import Pipeline, PipelineResult, StageResult
+    from lobseq.workflow.runner import PipelineResult, StageResult
+    from lobseq.workflow.spec import Pipeline
 
     evals = {"lstm": {"macro_f1": 0.41, "macro_f1_ci_low": 0.39, "macro_f1_ci_high": 0.43,
                       "best_baseline": "gbt", "baseline_gbt_macro_f1": 0.40}}
@@ -370,7 +356,7 @@ def test_summary_table_shows_sharpe_as_na_with_one_day(tmp_path):
     result = PipelineResult(Pipeline("p", "p", "", [], tmp_path), "r" * 32, [
         StageResult("evaluate", "evaluate", "ran", "a" * 32, 1.0, {"evaluations": evals}),
         StageResult("backtest", "backtest", "ran", "b" * 32, 1.0, {"backtests": backs})])
-    row = next(line for line in pipeline.summary_table(result).splitlines()
+    row = next(line for line in pipeline_report.summary_table(result).splitlines()
                if line.split()[:1] == ["lstm"])
     assert row.split()[1:] == ["0.4100", "[0.3900,", "0.4300]", "gbt", "0.4000", "+0.0123", "n/a"]
 
@@ -379,16 +365,16 @@ def _decision_result(promote: bool, status: str = "ran"):
     decision = {"promote": promote, "reason": "why", "challenger_model": "lstm",
                 "challenger": {"name": "live", "version": "2"},
                 "champion": {"name": "live", "version": "1"}}
-    stage = pipeline.StageResult("promote", "promote", status, "r" * 32, 0.1, {"decision": decision})
-    return pipeline.PipelineResult(types.SimpleNamespace(name="retrain"), "p" * 32, [stage])
+    stage = pipeline_runner.StageResult("promote", "promote", status, "r" * 32, 0.1, {"decision": decision})
+    return pipeline_runner.PipelineResult(types.SimpleNamespace(name="retrain"), "p" * 32, [stage])
 
 
 def test_summary_names_the_kept_champion_not_the_rejected_challenger():
-    text = pipeline.summary_table(_decision_result(promote=False))
+    text = pipeline_report.summary_table(_decision_result(promote=False))
     assert "kept champion: live v1; challenger v2 (lstm) not promoted — why" in text
 
 
 def test_summary_marks_a_decision_replayed_from_a_skipped_stage():
-    assert "PROMOTED: live v2 (lstm) — why" in pipeline.summary_table(_decision_result(True))
-    text = pipeline.summary_table(_decision_result(True, status="skipped"))
+    assert "PROMOTED: live v2 (lstm) — why" in pipeline_report.summary_table(_decision_result(True))
+    text = pipeline_report.summary_table(_decision_result(True, status="skipped"))
     assert "(unchanged, decided by an earlier run) PROMOTED: live v2" in text

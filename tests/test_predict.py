@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from lobseq.errors import LobseqError
-from lobseq.predict import predict_files
+from lobseq.serving.predict import predict_files
 
 DAYS = 90
 
@@ -26,7 +26,7 @@ class StandIn:
 
 @pytest.fixture(scope="module")
 def bars(tmp_path_factory):
-    from lobseq.simulate import simulate_bars
+    from lobseq.data.simulate import simulate_bars
 
     d = tmp_path_factory.mktemp("bars")
     simulate_bars(d, symbols=("AAA", "BBB"), days=DAYS, seed=0)
@@ -82,10 +82,10 @@ def test_too_short_file_is_a_clear_error(bars, tmp_path):
 
 @pytest.mark.slow
 def test_real_logged_model_predicts_every_window(bars, tmp_path, monkeypatch):
-    from lobseq.ingest import IngestConfig, ingest
-    from lobseq.predict import load_model
-    from lobseq.tracking import model_uri, train_and_log
-    from lobseq.train import TrainConfig
+    from lobseq.data.ingest import IngestConfig, ingest
+    from lobseq.serving.predict import load_model
+    from lobseq.training.config import TrainConfig
+    from lobseq.training.run import model_uri, train_and_log
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lobseq.windows import gather_windows
+from lobseq.data.windows import gather_windows
 
 pytestmark = pytest.mark.slow
 
@@ -19,10 +19,11 @@ def logged(lobster_dataset, lobster_raw, tmp_path_factory):
     """A tiny model trained on the simulated day, logged as a pyfunc into a temporary store."""
     import mlflow
 
-    from lobseq.pyfunc import log_pyfunc
-    from lobseq.sources import read_lobster
+    from lobseq.data.sources import read_lobster
     from lobseq.tracking import configure
-    from lobseq.train import TrainConfig, fit
+    from lobseq.training.config import TrainConfig
+    from lobseq.training.fit import fit
+    from lobseq.training.package import log_pyfunc
 
     uri = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as mp:
@@ -117,8 +118,8 @@ def test_logged_example_is_accepted_by_lobseq_serve(logged):
     # users copy serving_input_example.json; it carried time/order_id/price and got a 400
     import mlflow
 
-    from lobseq.predict import load_model
-    from lobseq.serve import ForecastService
+    from lobseq.serving.http import ForecastService
+    from lobseq.serving.predict import load_model
 
     info = logged["info"]
     local = mlflow.artifacts.download_artifacts(info.model_uri)
@@ -150,7 +151,7 @@ def test_last_window_needs_only_the_last_min_rows(logged):
 
 
 def test_features_from_the_stored_names_equal_a_fresh_computation(logged):
-    from lobseq.features import compute_features
+    from lobseq.data.features import compute_features
 
     fc = logged["pyfunc"].unwrap_python_model().forecaster
     rows = logged["frame"][fc.spec["input_columns"]].iloc[:500]
@@ -162,11 +163,11 @@ def test_features_from_the_stored_names_equal_a_fresh_computation(logged):
 @pytest.fixture(scope="module")
 def two_day_run(tmp_path_factory):
     """Two simulated days ingested, a tiny model trained and logged by `train_and_log`."""
-    from lobseq.ingest import IngestConfig, ingest
-    from lobseq.simulate import simulate_lobster
-    from lobseq.sources import read_lobster
-    from lobseq.tracking import train_and_log
-    from lobseq.train import TrainConfig
+    from lobseq.data.ingest import IngestConfig, ingest
+    from lobseq.data.simulate import simulate_lobster
+    from lobseq.data.sources import read_lobster
+    from lobseq.training.config import TrainConfig
+    from lobseq.training.run import train_and_log
 
     root = tmp_path_factory.mktemp("two_days")
     raw = simulate_lobster(root / "raw", events=1500, levels=3, days=2, seed=3)
@@ -176,7 +177,7 @@ def two_day_run(tmp_path_factory):
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
         run_id = train_and_log(ds.path, TrainConfig(model="gru", hyper={"units": 4}, epochs=1,
                                                     max_train_windows=300), log=lambda _: None)
-        from lobseq.evaluate import load_logged_model
+        from lobseq.serving.loader import load_logged_model
 
         forecaster = load_logged_model(run_id).forecaster
     yield {"dataset": ds, "frames": [s.frame for s in read_lobster(raw)], "forecaster": forecaster}

@@ -77,7 +77,7 @@ def _make_store(tmp_path, monkeypatch):
             pass
         return str(c.create_model_version(name, source=model_uri, tags=tags).version)
 
-    monkeypatch.setattr(registry, "register", fake_register)
+    monkeypatch.setattr("lobseq.registry.champion.register", fake_register)
     return c, tmp_path
 
 

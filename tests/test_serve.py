@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from lobseq.serve import ForecastService, make_server
+from lobseq.serving.http import ForecastService, make_server
 
 
 class StandIn:

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import lobseq.simulate as sim
+import lobseq.data.simulate as sim
+from lobseq.data.simulate import EMPTY_ASK, EMPTY_BID, simulate_bars, simulate_lobster
 from lobseq.errors import LobseqError
-from lobseq.simulate import EMPTY_ASK, EMPTY_BID, simulate_bars, simulate_lobster
 
 EVENTS = 20_000
 LEVELS = 10

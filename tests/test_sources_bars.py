@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lobseq.data.sources import read_bars, read_sources
 from lobseq.errors import LobseqError
-from lobseq.sources import read_bars, read_sources
 
 YAHOO = """Date,Open,High,Low,Close,Adj Close,Volume
 2024-01-02,10,11,9,10.5,10.4,1000

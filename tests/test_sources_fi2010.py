@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lobseq.data.sources import read_fi2010, read_sources
 from lobseq.errors import LobseqError
-from lobseq.sources import read_fi2010, read_sources
 
 N_EVENTS = 5
 

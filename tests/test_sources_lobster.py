@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lobseq.data.sources import FORMATS, Segment, read_lobster, read_sources
 from lobseq.errors import LobseqError
-from lobseq.sources import FORMATS, Segment, read_lobster, read_sources
 
 SAMPLE = Path(__file__).parents[1].parent / "shared/data/lobster"
 STEM = "TEST_2024-01-02_34200000_57600000"
@@ -352,7 +352,7 @@ def test_reading_writes_nothing(tmp_path, monkeypatch):
 
 
 def test_small_parse_blocks_give_the_same_frame(tmp_path, monkeypatch):
-    import lobseq.sources.lobster as lobster
+    import lobseq.data.sources.lobster as lobster
 
     write_pair(tmp_path, MESSAGES, BOOK_2)
     whole = read_lobster(tmp_path)[0].frame
@@ -361,7 +361,7 @@ def test_small_parse_blocks_give_the_same_frame(tmp_path, monkeypatch):
 
 
 def test_bad_cell_in_a_later_block_names_its_row(tmp_path, monkeypatch):
-    import lobseq.sources.lobster as lobster
+    import lobseq.data.sources.lobster as lobster
 
     monkeypatch.setattr(lobster, "BOOK_BLOCK_BYTES", 64)
     book = list(BOOK_2)
@@ -375,7 +375,7 @@ def test_bad_cell_in_a_later_block_names_its_row(tmp_path, monkeypatch):
 
 
 def test_extra_orderbook_rows_in_later_blocks_are_counted(tmp_path, monkeypatch):
-    import lobseq.sources.lobster as lobster
+    import lobseq.data.sources.lobster as lobster
 
     monkeypatch.setattr(lobster, "BOOK_BLOCK_BYTES", 64)
     write_pair(tmp_path, MESSAGES, BOOK_2 + BOOK_2[-1:] * 3)
@@ -383,7 +383,7 @@ def test_extra_orderbook_rows_in_later_blocks_are_counted(tmp_path, monkeypatch)
 
 
 def test_iter_lobster_checks_names_at_once_and_parses_one_day_per_step(tmp_path):
-    from lobseq.sources.lobster import iter_lobster
+    from lobseq.data.sources.lobster import iter_lobster
 
     write_pair(tmp_path, MESSAGES, BOOK_2, stem="AAA_2024-01-02_34200000_57600000")
     write_pair(tmp_path, MESSAGES, ["not,a,book"], stem="AAA_2024-01-03_34200000_57600000")

@@ -3,8 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lobseq.errors import LobseqError
-from lobseq.splits import (
+from lobseq.data.splits import (
     EMBARGO,
     TRAIN,
     VAL,
@@ -13,6 +12,7 @@ from lobseq.splits import (
     min_embargo,
     window_ends,
 )
+from lobseq.errors import LobseqError
 
 
 def _split_one_segment(n, fractions, embargo):

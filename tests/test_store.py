@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
+from lobseq.data.store import load_dataset
 from lobseq.errors import LobseqError
-from lobseq.store import load_dataset
 
 
 @pytest.fixture

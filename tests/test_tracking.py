@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lobseq.tracking import flatten, run_name, tracking_uri
-from lobseq.train import TrainConfig
+from lobseq.tracking import tracking_uri
+from lobseq.training.config import TrainConfig
+from lobseq.training.run import flatten, run_name
 
 TINY = dict(model="gru", hyper={"units": 8}, epochs=2, batch_size=128, max_train_windows=600)
 
@@ -49,7 +50,7 @@ def test_run_name_is_model_dataset_timestamp():
 def test_run_records_config_metrics_dataset_and_artifacts(lobster_dataset, tmp_path, monkeypatch):
     import mlflow
 
-    from lobseq.tracking import train_and_log
+    from lobseq.training.run import train_and_log
 
     monkeypatch.chdir(tmp_path)  # the default store: ./mlruns
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -124,7 +125,7 @@ def test_interrupted_or_crashed_run_ends_killed_or_failed_and_registers_nothing(
         lobster_dataset, shared_store, exc, status):
     import mlflow
 
-    from lobseq.tracking import train_and_log
+    from lobseq.training.run import train_and_log
 
     with pytest.raises(type(exc)):
         train_and_log(lobster_dataset.path, TrainConfig(**{**TINY, "epochs": 1}), experiment=status,
@@ -137,7 +138,7 @@ def test_interrupted_or_crashed_run_ends_killed_or_failed_and_registers_nothing(
 
 def test_unknown_hyperparameter_fails_before_a_run_exists(lobster_dataset, mlflow_store):
     from lobseq.errors import LobseqError
-    from lobseq.tracking import train_and_log
+    from lobseq.training.run import train_and_log
 
     with pytest.raises(LobseqError, match="unknown hyperparameter"):
         train_and_log(lobster_dataset.path, TrainConfig(model="gru", hyper={"unitz": 1}),
@@ -147,7 +148,7 @@ def test_unknown_hyperparameter_fails_before_a_run_exists(lobster_dataset, mlflo
 
 def test_a_model_that_cannot_take_the_dataset_fails_before_a_run_exists(lobster_dataset, mlflow_store):
     from lobseq.errors import LobseqError
-    from lobseq.tracking import train_and_log
+    from lobseq.training.run import train_and_log
 
     assert lobster_dataset.n_features != 40
     with pytest.raises(LobseqError, match="deeplob needs the raw 10-level book"):
@@ -178,8 +179,8 @@ def test_cli_train_user_errors_exit_2(lobster_dataset, mlflow_store):
 
 
 def test_a_preset_designed_for_another_window_is_noted(lobster_raw, tmp_path, mlflow_store):
-    from lobseq.ingest import IngestConfig, ingest
-    from lobseq.tracking import train_and_log
+    from lobseq.data.ingest import IngestConfig, ingest
+    from lobseq.training.run import train_and_log
 
     ds = ingest(lobster_raw, tmp_path / "w12", IngestConfig(format="lobster", window=12, horizon=5),
                 log=lambda _: None)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lobseq.data.scaler import StandardScaler
+from lobseq.data.store import load_dataset, write_dataset
 from lobseq.errors import LobseqError
-from lobseq.scaler import StandardScaler
-from lobseq.store import load_dataset, write_dataset
-from lobseq.train import TrainConfig, balanced_class_weight, evenly_spaced
+from lobseq.training.config import TrainConfig
+from lobseq.training.fit import balanced_class_weight, evenly_spaced
 
 
 def make_dataset(path, n=1500, n_features=4, window=10, seed=0):
@@ -64,7 +65,7 @@ def test_bad_config_is_a_user_error():
 
 @pytest.mark.slow
 def test_same_seed_gives_same_metrics(toy):
-    from lobseq.train import fit
+    from lobseq.training.fit import fit
 
     cfg = TrainConfig(model="gru", hyper={"units": 8}, epochs=2, batch_size=64, seed=3,
                       class_weight="balanced", max_train_windows=400)
@@ -79,7 +80,7 @@ def test_same_seed_gives_same_metrics(toy):
 
 @pytest.mark.slow
 def test_fit_learns_subsamples_and_scores_both_splits(toy):
-    from lobseq.train import fit
+    from lobseq.training.fit import fit
 
     cfg = TrainConfig(model="lstm", hyper={"units": 8}, epochs=4, learning_rate=1e-2, seed=0,
                       max_train_windows=600, max_val_windows=200)
@@ -94,7 +95,7 @@ def test_fit_learns_subsamples_and_scores_both_splits(toy):
 
 @pytest.mark.slow
 def test_regression_head_scores_returns(toy):
-    from lobseq.train import fit
+    from lobseq.training.fit import fit
 
     res = fit(toy, TrainConfig(model="cnn", head="regression", epochs=1, max_train_windows=300))
     assert res.val_pred.ndim == 1 and "val_mse" in res.metrics

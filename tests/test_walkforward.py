@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from lobseq.errors import LobseqError
-from lobseq.walkforward import WalkForwardConfig, fold_view, make_folds
+from lobseq.evaluation.folds import WalkForwardConfig, fold_view, make_folds
 
 
 @pytest.fixture(scope="module")
 def ds(tmp_path_factory):
     """Four simulated days of 1,500 events: window 10, horizon 5."""
-    from lobseq.ingest import IngestConfig, ingest
-    from lobseq.simulate import simulate_lobster
+    from lobseq.data.ingest import IngestConfig, ingest
+    from lobseq.data.simulate import simulate_lobster
 
     tmp = tmp_path_factory.mktemp("wf")
     raw = simulate_lobster(tmp / "raw", events=1500, levels=3, days=4, seed=5)
@@ -93,8 +93,8 @@ def test_too_many_folds_is_a_user_error(ds):
 def test_no_fold_trains_on_rows_dated_after_its_test_rows(tmp_path):
     """Two symbols' bars are stored symbol after symbol: folds over rows would train on the
     first symbol's later dates and test on the second's earlier ones."""
-    from lobseq.ingest import IngestConfig, ingest
-    from lobseq.simulate import simulate_bars
+    from lobseq.data.ingest import IngestConfig, ingest
+    from lobseq.data.simulate import simulate_bars
 
     raw = simulate_bars(tmp_path / "raw", symbols=("AAA", "BBB"), days=200, seed=0)
     bars = ingest(raw, tmp_path / "bars", IngestConfig(format="bars", window=5, horizon=1,
@@ -105,8 +105,8 @@ def test_no_fold_trains_on_rows_dated_after_its_test_rows(tmp_path):
 
 @pytest.fixture(scope="module")
 def logged(ds, tmp_path_factory):
-    from lobseq.train import TrainConfig
-    from lobseq.walkforward import walk_forward
+    from lobseq.evaluation.walkforward import walk_forward
+    from lobseq.training.config import TrainConfig
 
     tmp = tmp_path_factory.mktemp("wf-mlflow")
     mp = pytest.MonkeyPatch()

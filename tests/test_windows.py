@@ -1,7 +1,7 @@
 import numpy as np
 
-from lobseq.scaler import StandardScaler
-from lobseq.windows import WindowBatches, gather_windows
+from lobseq.data.scaler import StandardScaler
+from lobseq.data.windows import WindowBatches, gather_windows
 
 
 def test_window_ending_at_t_holds_rows_up_to_t():

@@ -34,7 +34,7 @@ def _floats(text: str, n: int, what: str) -> tuple[float, ...]:
               show_default=True, help="File format (bars).")
 def simulate(out, kind, events, levels, days, symbols, ticker, seed, fmt):
     """Write simulated LOBSTER-format books (or daily OHLCV bars) so everything runs offline."""
-    from lobseq.simulate import simulate_bars, simulate_lobster
+    from lobseq.data.simulate import simulate_bars, simulate_lobster
 
     if kind == "lobster":
         paths = simulate_lobster(out, events=events, levels=levels, days=days or 1, seed=seed,
@@ -72,8 +72,8 @@ def simulate(out, kind, events, levels, days, symbols, ticker, seed, fmt):
 def ingest(sources, fmt, out, window, horizon, threshold, label, n_classes, features, fractions,
            split_dates, embargo, symbol_column):
     """Turn raw files into a windowed, labelled, split dataset."""
-    from lobseq.ingest import IngestConfig, summary
-    from lobseq.ingest import ingest as run_ingest
+    from lobseq.data.ingest import IngestConfig, summary
+    from lobseq.data.ingest import ingest as run_ingest
 
     cfg = IngestConfig(
         format=fmt, window=window, horizon=horizon, threshold=threshold, label=label,

@@ -22,7 +22,7 @@ _SPLIT = click.Choice(["train", "val", "test"])
 def evaluate(model, dataset, split, n_boot, seed):
     """Score MODEL (run id, runs:/ID/model, models:/NAME@alias, models:/NAME/VERSION) on a
     DATASET split against the baselines, with block-bootstrap intervals; log to MLflow."""
-    from lobseq.evaluate import evaluate_model
+    from lobseq.evaluation.evaluate import evaluate_model
 
     evaluate_model(model, dataset, split, n_boot=n_boot, seed=seed, log=click.echo)
 
@@ -43,7 +43,7 @@ def evaluate(model, dataset, split, n_boot, seed):
 def backtest(model, dataset, split, tau, mode, cost_bps, at_touch, periods_per_year):
     """Trade MODEL's probabilities on a DATASET split next to buy-and-hold and the baselines;
     log metrics, equity/drawdown PNG and the trade log to MLflow."""
-    from lobseq.evaluate import backtest_model
+    from lobseq.evaluation.backtest.model import backtest_model
 
     backtest_model(model, dataset, split, tau=tau, mode=mode, cost_bps=cost_bps,
                    at_touch=at_touch, periods_per_year=periods_per_year, log=click.echo)
@@ -92,8 +92,9 @@ def walkforward(dataset, model_name, preset, params, folds, by, train_size, test
     """Retrain per fold over DATASET (rolling or expanding), score out of sample against the
     baselines and backtest the stitched predictions; one MLflow parent run, a child per fold."""
     from lobseq.cli.modeling import parse_params
-    from lobseq.train import TrainConfig
-    from lobseq.walkforward import WalkForwardConfig, walk_forward
+    from lobseq.evaluation.folds import WalkForwardConfig
+    from lobseq.evaluation.walkforward import walk_forward
+    from lobseq.training.config import TrainConfig
 
     train_cfg = TrainConfig(model=model_name, hyper=parse_params(params), preset=preset,
                             epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,

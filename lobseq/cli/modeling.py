@@ -69,7 +69,7 @@ def metrics_table(metrics: dict, names=_SHOWN_METRICS) -> str:
 def train(dataset, model_name, preset, params, head, epochs, batch_size, learning_rate, patience,
           class_weight, seed, max_train_windows, max_val_windows, experiment, register):
     """Train a model on a stored DATASET and log the run to MLflow."""
-    from lobseq.train import TrainConfig
+    from lobseq.training.config import TrainConfig
 
     cfg = TrainConfig(model=model_name, hyper=parse_params(params), preset=preset, head=head,
                       epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
@@ -77,7 +77,7 @@ def train(dataset, model_name, preset, params, head, epochs, batch_size, learnin
                       max_train_windows=max_train_windows, max_val_windows=max_val_windows)
     import mlflow
 
-    from lobseq.tracking import train_and_log
+    from lobseq.training.run import train_and_log
 
     verbose = 1 if sys.stdout.isatty() else 2  # bar on a terminal, one line per epoch in logs
     run_id = train_and_log(dataset, cfg, experiment=experiment, register=register, verbose=verbose,

@@ -20,7 +20,9 @@ UI_HINT = "Open the MLflow UI: lobseq ui   (then http://127.0.0.1:5000)"
 
 def _run_pipeline(file: Path, overrides: tuple[str, ...], force: bool) -> None:
     from lobseq.errors import LobseqError
-    from lobseq.pipeline import load_pipeline, run_pipeline, summary_table
+    from lobseq.workflow.report import summary_table
+    from lobseq.workflow.runner import run_pipeline
+    from lobseq.workflow.spec import load_pipeline
 
     pipe = load_pipeline(file, overrides)  # bad config: exit 2 before anything runs
     try:
@@ -65,7 +67,7 @@ def demo(events, force):
               help="Output file (.parquet, or .csv).")
 def predict(model_uri, inputs, fmt, out):
     """Predict every timestamp of raw files that has a full window (e.g. models:/NAME@champion)."""
-    from lobseq.predict import load_model, predict_files
+    from lobseq.serving.predict import load_model, predict_files
 
     table = predict_files(load_model(model_uri), inputs, fmt, out)
     click.echo(f"Wrote {len(table):,} predictions for {table['instrument'].nunique()} instrument(s) "
@@ -81,7 +83,7 @@ def predict(model_uri, inputs, fmt, out):
               show_default=True, help="Largest request body accepted (413 above).")
 def serve(model_uri, host, port, max_bytes):
     """Answer forecasts over HTTP: POST /invocations (MLflow's JSON payload), GET /health, /ready."""
-    from lobseq.serve import serve as run_server
+    from lobseq.serving.http import serve as run_server
 
     run_server(model_uri, host=host, port=port, max_bytes=max_bytes, log=click.echo)
 
@@ -116,7 +118,7 @@ if models is not None:
     def models_promote(name, version):
         """Make VERSION the champion (the old one is remembered for rollback)."""
         from lobseq import registry, tracking
-        from lobseq.lock import run_lock
+        from lobseq.locks import run_lock
 
         tracking.configure()
         with run_lock(Path("mlruns/.locks/registry.lock"), what="registry change"):
@@ -128,7 +130,7 @@ if models is not None:
     def models_rollback(name):
         """Move the champion back to the previous champion."""
         from lobseq import registry, tracking
-        from lobseq.lock import run_lock
+        from lobseq.locks import run_lock
 
         tracking.configure()
         with run_lock(Path("mlruns/.locks/registry.lock"), what="registry change"):

@@ -1,0 +1,1 @@
+"""Evaluation: metrics against baselines with intervals, backtests and walk-forward testing."""

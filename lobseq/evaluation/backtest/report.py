@@ -1,0 +1,90 @@
+"""Backtest tables and their MLflow record (metrics, equity PNG, trade log, daily P&L)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from lobseq.tracking import _numeric, mlflow_run
+
+if TYPE_CHECKING:
+    from lobseq.evaluation.backtest.model import BacktestRows
+
+
+BACKTEST_COLUMNS = ("total_return", "sharpe", "sortino", "max_drawdown", "hit_rate", "n_trades",
+                    "exposure", "total_cost")
+
+
+def format_backtest_table(metrics: dict, who: list[str], title: str = "") -> str:
+    head = f"{'':<14}" + "".join(f"{c:>14}" for c in BACKTEST_COLUMNS)
+    lines = ([title] if title else []) + [head, "-" * len(head)]
+    for w in who:
+        cells = []
+        for c in BACKTEST_COLUMNS:
+            v = metrics.get(f"{w}_{c}", float("nan"))
+            cells.append(f"{int(v):>14,}" if c == "n_trades" else f"{v:>14.4f}")
+        lines.append(f"{w:<14}" + "".join(cells))
+    n = metrics.get(f"{who[0]}_n_periods", 0) if who else 0
+    lines.append(f"periods (days) {int(n)}; Sharpe/Sortino annualized from daily P&L"
+                 + ("; undefined with one period" if n < 2 else ""))
+    # Units, since additive returns can read as impossible (e.g. total_return below -1).
+    lines.append("returns and drawdown are additive fractions of one unit of capital per trade "
+                 "(0.0065 = 0.65%); hit_rate is per closed trade; turnover per period")
+    return "\n".join(lines)
+
+
+def log_backtest(ds, br: BacktestRows, results: dict, metrics: dict, table: str, params: dict,
+                 tags: dict, run_name: str) -> str:
+    """One MLflow run: metrics, equity + drawdown PNG, trade log CSV, daily P&L CSV."""
+    import mlflow
+
+    with mlflow_run(ds, run_name, tags) as run:
+        mlflow.log_params(params)
+        mlflow.log_metrics(_numeric(metrics))
+        log_backtest_artifacts(ds, br, results, table, title=f"Equity: {run_name}")
+        return run.info.run_id
+
+
+def log_backtest_artifacts(ds, br: BacktestRows, results: dict, table: str, title: str = "Equity",
+                           artifact_dir: str = "backtest") -> None:
+    """Into the active run: equity + drawdown PNG (the first result against the others),
+    the first result's trade log, everyone's daily P&L, and the printed table."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import mlflow
+
+    from lobseq.plots import plot_equity
+
+    lead = "model" if "model" in results else next(iter(results))
+    with tempfile.TemporaryDirectory(prefix="lobseq-bt-") as tmp:
+        tmp = Path(tmp)
+        res = results[lead]
+        plot_equity(res.equity, res.drawdown, tmp / "equity.png",
+                    benchmark={w: r.equity for w, r in results.items() if w != lead}, title=title)
+        trade_log(ds, br, res.trades).to_csv(tmp / "trades.csv", index=False)
+        daily = pd.DataFrame({"date": pd.to_datetime(np.unique(br.day), unit="D")})
+        for w, r in results.items():
+            daily[w] = r.period_pnl
+        daily.to_csv(tmp / "daily_pnl.csv", index=False)
+        for f in ("equity.png", "trades.csv", "daily_pnl.csv"):
+            mlflow.log_artifact(str(tmp / f), artifact_dir)
+    mlflow.log_text(table, f"{artifact_dir}/backtest_table.txt")
+
+
+def trade_log(ds, br: BacktestRows, trades: pd.DataFrame) -> pd.DataFrame:
+    """The backtest's trades with dataset rows, timestamps, instrument and day."""
+    t = trades.copy()
+    segs = ds.manifest.get("segments") or []
+    for col in ("signal_row", "entry_row", "exit_row"):
+        idx = t[col].to_numpy(np.int64).clip(0, max(len(br.rows) - 1, 0))
+        t[col] = br.rows[idx] if len(br.rows) else idx
+        t[col.replace("_row", "_time")] = pd.to_datetime(np.asarray(ds.timestamps[t[col]]))
+    seg_of = np.asarray(ds.segment[t["entry_row"].to_numpy(np.int64)]) if len(t) else []
+    t.insert(0, "instrument", [segs[s]["instrument"] if s < len(segs) else "" for s in seg_of])
+    t.insert(1, "day", [segs[s]["day"] if s < len(segs) else "" for s in seg_of])
+    return t

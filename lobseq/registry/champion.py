@@ -1,0 +1,162 @@
+"""Champion/challenger: the promotion rule, its decision, and registering a challenger."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from lobseq.errors import LobseqError
+from lobseq.registry.aliases import champion_version, client, promote
+
+LOWER_IS_BETTER = ("loss", "brier", "error", "drawdown", "ece")
+
+
+@dataclass
+class PromotionRule:
+    metric: str = "macro_f1"
+    margin: float = 0.0
+    require_ci: bool = False
+    greater_is_better: bool | None = None  # None → from the metric's name
+
+    def better_is_higher(self) -> bool:
+        if self.greater_is_better is not None:
+            return self.greater_is_better
+        return not any(w in self.metric for w in LOWER_IS_BETTER)
+
+
+@dataclass
+class Decision:
+    promote: bool
+    reason: str
+    metric: str
+    challenger_score: float
+    champion_score: float | None = None
+    champion_ci: tuple[float, float] | None = None
+    margin: float = 0.0
+    require_ci: bool = False
+    challenger: dict = field(default_factory=dict)
+    champion: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def ci_of(metrics: Mapping[str, Any], metric: str) -> tuple[float, float] | None:
+    """The bootstrap interval of `metric` in an evaluation dict, in any of the usual spellings."""
+    for lo, hi in ((f"{metric}_ci_low", f"{metric}_ci_high"), (f"{metric}_ci_lo", f"{metric}_ci_hi"),
+                   (f"{metric}_lo", f"{metric}_hi"), (f"{metric}_low", f"{metric}_high")):
+        if lo in metrics and hi in metrics:
+            return float(metrics[lo]), float(metrics[hi])
+    for key in (f"{metric}_ci", "ci"):
+        value = metrics.get(key)
+        if isinstance(value, Mapping):
+            value = value.get(metric, value)
+            if isinstance(value, Mapping):
+                value = (value.get("low", value.get("lo")), value.get("high", value.get("hi")))
+        if isinstance(value, Sequence) and len(value) == 2 and None not in value:
+            return float(value[0]), float(value[1])
+    return None
+
+
+def score_of(metrics: Mapping[str, Any], metric: str) -> float:
+    if metric not in metrics:
+        raise LobseqError(f"evaluation has no metric '{metric}' (has {', '.join(sorted(metrics))})",
+                          field="metric", fix="choose one of the evaluated metrics")
+    value = float(metrics[metric])
+    if not math.isfinite(value):
+        raise LobseqError(f"metric '{metric}' is {value}", field="metric")
+    return value
+
+
+def decide(challenger: Mapping[str, Any], champion: Mapping[str, Any] | None,
+           rule: PromotionRule) -> Decision:
+    """Compare two evaluations of the same split; pure (no MLflow)."""
+    chal = score_of(challenger, rule.metric)
+    base = dict(metric=rule.metric, challenger_score=chal, margin=rule.margin,
+                require_ci=rule.require_ci)
+    if champion is None:
+        return Decision(True, "no champion yet: the challenger becomes champion", **base)
+    champ = score_of(champion, rule.metric)
+    ci = ci_of(champion, rule.metric)
+    higher = rule.better_is_higher()
+    gain = chal - champ if higher else champ - chal
+    base.update(champion_score=champ, champion_ci=ci)
+    if not gain > rule.margin:
+        return Decision(False, f"challenger {rule.metric} {chal:.4f} does not beat champion "
+                               f"{champ:.4f} by more than {rule.margin:g}", **base)
+    if rule.require_ci:
+        if ci is None:
+            return Decision(False, f"champion has no bootstrap interval for {rule.metric}; "
+                                   "require_ci keeps it", **base)
+        beyond = chal > ci[1] if higher else chal < ci[0]
+        if not beyond:
+            return Decision(False, f"challenger {rule.metric} {chal:.4f} lies inside the champion's "
+                                   f"interval [{ci[0]:.4f}, {ci[1]:.4f}]", **base)
+    return Decision(True, f"challenger {rule.metric} {chal:.4f} beats champion {champ:.4f} "
+                          f"by {gain:.4f} > {rule.margin:g}", **base)
+
+
+def register(model_uri: str, name: str, tags: Mapping[str, str] | None = None) -> str:
+    import mlflow
+
+    mv = mlflow.register_model(model_uri, name, tags=dict(tags or {}))
+    return str(mv.version)
+
+
+def champion_challenger(
+    name: str,
+    challenger_uri: str,
+    challenger_metrics: Mapping[str, Any],
+    evaluate: Callable[[str], Mapping[str, Any]],
+    rule: PromotionRule,
+    log: Callable[[str], None] = print,
+    on_decision: Callable[[Decision], None] | None = None,
+) -> Decision:
+    """Register the challenger, score the champion with `evaluate`, move the alias if it wins.
+
+    `evaluate(model_uri)` must score on the same dataset and split the
+    challenger's metrics came from. Tags record both scores and the decision
+    on the challenger's version (and the comparison on the champion's);
+    `on_decision` (e.g. writing the decision artifact) runs before the alias
+    moves, so if it fails the champion stays.
+    """
+    c = client()
+    current = champion_version(name, c) if _exists(name, c) else None
+    champ_metrics = None
+    if current is not None:
+        log(f"  evaluating champion {name} v{current} on the same split")
+        champ_metrics = dict(evaluate(f"models:/{name}/{current}"))
+    decision = decide(challenger_metrics, champ_metrics, rule)
+    version = register(challenger_uri, name)
+    decision.challenger = {"name": name, "version": version, "model_uri": challenger_uri}
+    decision.champion = {"name": name, "version": current} if current else {}
+    tags = {"lobseq.decision": "promoted" if decision.promote else "kept_champion",
+            "lobseq.decision_reason": decision.reason[:500],
+            "lobseq.metric": rule.metric,
+            "lobseq.challenger_score": f"{decision.challenger_score:.6g}",
+            "lobseq.champion_score": "" if decision.champion_score is None
+            else f"{decision.champion_score:.6g}",
+            "lobseq.compared_with": current or ""}
+    for k, v in tags.items():
+        c.set_model_version_tag(name, version, k, v)
+    if current is not None:
+        c.set_model_version_tag(name, current, f"lobseq.challenged_by_v{version}",
+                                f"{decision.challenger_score:.6g} vs {decision.champion_score:.6g}: "
+                                + ("lost" if decision.promote else "held"))
+    if on_decision is not None:
+        on_decision(decision)
+    if decision.promote:
+        promote(name, version, c, reason=decision.reason)
+    return decision
+
+
+def _exists(name: str, c) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        c.get_registered_model(name)
+        return True
+    except MlflowException:
+        return False

@@ -1,0 +1,148 @@
+"""Fit a Keras model on a stored dataset: Adam, early stopping, class weights, seeds.
+
+    result = fit(load_dataset("data/processed/sim"), TrainConfig(model="lstm", epochs=5))
+
+Batches come lazily from `Dataset.windows` (never all windows at once). The
+same seed gives the same weights and metrics: Keras and TF are seeded and TF
+ops are made deterministic.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from lobseq.errors import LobseqError
+from lobseq.training.config import TrainConfig
+
+
+@dataclass
+class TrainResult:
+    model: object  # keras.Model, restored to the best validation-loss epoch
+    config: TrainConfig
+    history: dict[str, list[float]]  # per epoch: loss, val_loss (+ accuracy, val_accuracy)
+    best_epoch: int  # 0-based epoch whose weights the model holds
+    val_pred: np.ndarray  # (n_val, n_classes) probabilities, or (n_val,) returns for regression
+    val_labels: np.ndarray  # classes, or returns for regression
+    test_pred: np.ndarray | None
+    test_labels: np.ndarray | None
+    metrics: dict[str, float]  # val_* and test_*
+    class_weight: dict[int, float] | None
+    train_windows: int
+    seconds: float
+
+
+def evenly_spaced(ends: np.ndarray, limit: int | None) -> np.ndarray:
+    """At most `limit` of `ends`, evenly spaced over the whole split (keeps the time spread)."""
+    if limit is None or len(ends) <= limit:
+        return ends
+    idx = np.linspace(0, len(ends) - 1, limit).round().astype(np.int64)
+    return ends[np.unique(idx)]
+
+
+def balanced_class_weight(labels: np.ndarray, n_classes: int) -> dict[int, float]:
+    """sklearn's 'balanced': n / (K * count_k); a class absent from training gets 1."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=n_classes)[:n_classes]
+    total = counts.sum()
+    return {k: float(total / (n_classes * c)) if c else 1.0 for k, c in enumerate(counts)}
+
+
+def seed_everything(seed: int) -> None:
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)  # python, numpy and TF/Keras RNGs
+    tf.config.experimental.enable_op_determinism()
+
+
+def _regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    y = np.asarray(y, dtype=np.float64)
+    pred = np.asarray(pred, dtype=np.float64).reshape(-1)
+    err = pred - y
+    return {"mse": float(np.mean(err ** 2)), "mae": float(np.mean(np.abs(err))),
+            "direction_accuracy": float(np.mean(np.sign(pred) == np.sign(y))), "n": int(len(y))}
+
+
+def score(y: np.ndarray, pred: np.ndarray, n_classes: int, head: str) -> dict[str, float]:
+    """Metrics of one split's predictions (classification: `lobseq.metrics`)."""
+    if head == "regression":
+        return _regression_metrics(y, pred)
+    from lobseq.metrics import classification_metrics
+
+    return classification_metrics(y, pred, n_classes)
+
+
+def _predict(model, dataset, split: str, batch_size: int, target: str):
+    ends = dataset.ends[split]
+    if len(ends) == 0:
+        return None, None
+    seq = dataset.windows(split, batch_size=max(batch_size, 256), shuffle=False, target=target)
+    pred = model.predict(seq, verbose=0)
+    targets = dataset.labels if target == "class" else dataset.returns
+    y = np.asarray(targets[ends])
+    if target == "return":
+        pred = pred.reshape(-1)
+    return pred, y
+
+
+def fit(dataset, cfg: TrainConfig, callbacks: list | None = None, verbose: int | str = 0) -> TrainResult:
+    """Train `cfg.model` on `dataset`'s train split, early-stopped on its validation loss.
+
+    `callbacks` are extra Keras callbacks (e.g. MLflow logging); `verbose` is
+    Keras' (0 quiet, 1 progress bar, 2 one line per epoch).
+    """
+    cfg.validate()
+    hyper = cfg.model_hyperparameters()
+    if len(dataset.ends["train"]) == 0 or len(dataset.ends["val"]) == 0:
+        raise LobseqError("the dataset has no training or no validation windows", file=dataset.path,
+                          fix="re-ingest with more data or other split fractions")
+    from lobseq.quiet import quiet_tensorflow
+
+    quiet_tensorflow()
+    import keras
+
+    from lobseq.models import build
+
+    seed_everything(cfg.seed)
+    ends = dict(dataset.ends)
+    ends["train"] = evenly_spaced(ends["train"], cfg.max_train_windows)
+    ends["val"] = evenly_spaced(ends["val"], cfg.max_val_windows)
+    data = replace(dataset, ends=ends)
+
+    regression = cfg.head == "regression"
+    target = "return" if regression else "class"
+    n_classes = dataset.n_classes
+    model = build(cfg.model, (dataset.window, dataset.n_features), n_classes, head=cfg.head, **hyper)
+    if regression:
+        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="mse", metrics=["mae"])
+    else:
+        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+    class_weight = None
+    if cfg.class_weight == "balanced" and not regression:
+        class_weight = balanced_class_weight(dataset.labels[ends["train"]], n_classes)
+
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
+                                         restore_best_weights=True, verbose=0)
+    train_seq = data.windows("train", batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed, target=target)
+    val_seq = data.windows("val", batch_size=max(cfg.batch_size, 256), shuffle=False, target=target)
+    start = time.perf_counter()
+    hist = model.fit(train_seq, validation_data=val_seq, epochs=cfg.epochs, class_weight=class_weight,
+                     callbacks=[stop, *(callbacks or [])], verbose=verbose)
+    seconds = time.perf_counter() - start
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    val_loss = history.get("val_loss", [])
+    best_epoch = int(np.nanargmin(val_loss)) if val_loss else len(history.get("loss", [])) - 1
+
+    val_pred, val_y = _predict(model, data, "val", cfg.batch_size, target)
+    test_pred, test_y = _predict(model, data, "test", cfg.batch_size, target)
+    metrics = {f"val_{k}": v for k, v in score(val_y, val_pred, n_classes, cfg.head).items()}
+    if test_pred is not None:
+        metrics.update({f"test_{k}": v for k, v in score(test_y, test_pred, n_classes, cfg.head).items()})
+    return TrainResult(model=model, config=cfg, history=history, best_epoch=best_epoch,
+                       val_pred=val_pred, val_labels=val_y, test_pred=test_pred, test_labels=test_y,
+                       metrics=metrics, class_weight=class_weight, train_windows=int(len(ends["train"])),
+                       seconds=seconds)

@@ -1,0 +1,210 @@
+"""A tracked training run: train on a stored dataset inside an MLflow run and log everything.
+
+    run_id = train_and_log("data/processed/sim", TrainConfig(model="lstm"))
+
+A run records params `data.*`, `model.*`, `train.*`; per-epoch metrics; val/test
+metrics; the dataset as an MLflow input; plots and the report; the model as a
+pyfunc (`lobseq.training.package`).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from lobseq.errors import LobseqError
+from lobseq.tracking import MODEL_NAME, configure, ending, ensure_experiment, run_tags
+
+
+def run_name(model: str, dataset: str, when: float | None = None) -> str:
+    return f"{model}-{dataset}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(when))}"
+
+
+def flatten(prefix: str, obj) -> dict[str, str]:
+    """Nested dicts → `prefix.key.sub` params; lists and scalars as compact JSON text."""
+    out: dict[str, str] = {}
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            out.update(flatten(f"{prefix}.{key}" if prefix else str(key), value))
+    elif isinstance(obj, str):
+        out[prefix] = obj
+    else:
+        out[prefix] = json.dumps(obj, separators=(",", ":"), default=str)
+    return out
+
+
+def run_params(dataset, cfg) -> dict[str, str]:
+    """The full configuration of a training run: `data.*`, `model.*`, `train.*`."""
+    m = dataset.manifest
+    data = dict(dataset.config)
+    data.update({"kind": m.get("kind"), "n_features": dataset.n_features, "embargo": m.get("embargo"),
+                 "windows": m.get("windows", {})})
+    train = {k: v for k, v in cfg.to_dict().items() if k not in ("model", "hyper", "preset")}
+    params = flatten("data", data)
+    params.update(flatten("model", {"name": cfg.model, "preset": cfg.preset,
+                                    **cfg.model_hyperparameters()}))
+    params.update(flatten("train", train))
+    return params
+
+
+def _dataset_input(dataset, rows: int = 256):
+    """A small MLflow dataset: the first rows of features and labels, named/digested by the manifest."""
+    import mlflow
+    import pandas as pd
+
+    n = min(rows, len(dataset.labels))
+    frame = pd.DataFrame(np.asarray(dataset.features[:n]), columns=dataset.feature_names)
+    frame["label"] = np.asarray(dataset.labels[:n])
+    with warnings.catch_warnings():  # a local path matches two equivalent source types
+        warnings.simplefilter("ignore", UserWarning)
+        return mlflow.data.from_pandas(frame, source=str(Path(dataset.path).resolve()),
+                                       targets="label", name=dataset.name, digest=dataset.hash[:36])
+
+
+def _epoch_logger():
+    import keras
+    import mlflow
+
+    class MlflowEpochLogger(keras.callbacks.Callback):
+        """Logs Keras' per-epoch logs as `epoch_train_<m>` / `epoch_val_<m>`, step = epoch."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            metrics = {}
+            for key, value in (logs or {}).items():
+                if key == "learning_rate":
+                    continue
+                name = f"epoch_{key}" if key.startswith("val_") else f"epoch_train_{key}"
+                metrics[name] = float(value)
+            mlflow.log_metrics(metrics, step=epoch)
+
+    return MlflowEpochLogger()
+
+
+def _log_evaluation(result, dataset, out: Path) -> None:
+    """Confusion matrices, learning curves and the classification report as artifacts."""
+    import mlflow
+
+    from lobseq.data.labels import class_names
+    from lobseq.metrics import confusion_matrix
+    from lobseq.plots import plot_confusion_matrix, plot_learning_curves
+
+    report = {"dataset": dataset.name, "dataset_hash": dataset.hash, "head": result.config.head,
+              "best_epoch": result.best_epoch, "history": result.history}
+    if result.config.head == "classification":
+        names = list(class_names(dataset.n_classes))
+        report["class_names"] = names
+        for split, y, proba in (("val", result.val_labels, result.val_pred),
+                                ("test", result.test_labels, result.test_pred)):
+            if proba is None:
+                continue
+            cm = confusion_matrix(y, np.asarray(proba).argmax(axis=1), dataset.n_classes)
+            report[split] = {"confusion_matrix": cm.tolist(),
+                             "metrics": {k[len(split) + 1:]: v for k, v in result.metrics.items()
+                                         if k.startswith(f"{split}_")}}
+            path = out / f"confusion_matrix_{split}.png"
+            plot_confusion_matrix(cm, names, path)
+            mlflow.log_artifact(str(path), "plots")
+    else:
+        report["metrics"] = result.metrics
+    if result.history:
+        path = out / "learning_curves.png"
+        plot_learning_curves(result.history, path)
+        mlflow.log_artifact(str(path), "plots")
+    mlflow.log_dict(report, "classification_report.json")
+
+
+def train_and_log(dataset_path: str | Path, cfg, experiment: str | None = None,
+                  register: str | None = None, verbose: int | str = 0,
+                  callbacks: list | None = None, log=print) -> str:
+    """Train `cfg` on the dataset at `dataset_path` inside an MLflow run; returns the run id.
+
+    A Ctrl-C ends the run KILLED, any other exception FAILED; nothing is
+    registered then. `register` names a registered model to add the logged
+    pyfunc to once the run has finished.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # artifacts only; never open a window
+    import mlflow
+
+    from lobseq.data.store import load_dataset
+    from lobseq.models import build
+    from lobseq.training.fit import fit
+
+    dataset = load_dataset(dataset_path)
+    cfg.validate()
+    params = run_params(dataset, cfg)  # unknown hyperparameters fail before a run exists
+    # So does a model that can't take this dataset (e.g. deeplob without the raw book).
+    build(cfg.model, (dataset.window, dataset.n_features), dataset.n_classes, head=cfg.head,
+          **cfg.model_hyperparameters())
+    if cfg.preset:
+        from lobseq.models import preset_window
+
+        intended = preset_window(cfg.model, cfg.preset)
+        if intended and intended != dataset.window:
+            log(f"Note: preset {cfg.preset!r} was designed for windows of {intended}; this dataset's "
+                f"window is {dataset.window} (re-ingest with --window {intended} to match it)")
+    configure()
+    experiment_id = ensure_experiment(experiment or dataset.name)
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name(cfg.model, dataset.name),
+                           tags=run_tags(dataset, model=cfg.model, head=cfg.head))
+    run_id = run.info.run_id
+    log(f"MLflow run {run_id} ({run.info.run_name}) in experiment {experiment or dataset.name}")
+    with ending(run):
+        mlflow.log_params(params)
+        with warnings.catch_warnings():  # the int8 label column makes MLflow hint about NaNs
+            warnings.simplefilter("ignore", UserWarning)
+            mlflow.log_input(_dataset_input(dataset), context="training")
+        mlflow.log_artifact(str(Path(dataset.path) / "manifest.json"), "dataset")
+        result = fit(dataset, cfg, callbacks=[_epoch_logger(), *(callbacks or [])], verbose=verbose)
+        mlflow.log_metrics({k: float(v) for k, v in result.metrics.items()})
+        mlflow.log_metrics({"best_epoch": result.best_epoch, "epochs_run": len(result.history.get("loss", [])),
+                            "train_windows": result.train_windows, "train_seconds": result.seconds})
+        if result.class_weight:
+            mlflow.log_dict({str(k): v for k, v in result.class_weight.items()}, "class_weight.json")
+        with tempfile.TemporaryDirectory(prefix="lobseq-run-") as tmp:
+            _log_evaluation(result, dataset, Path(tmp))
+        from lobseq.training.package import log_pyfunc
+
+        info = log_pyfunc(result.model, dataset, head=cfg.head, name=MODEL_NAME)
+        mlflow.set_tag("model_uri", info.model_uri)
+    if register:
+        version = register_model(run_id, register)
+        log(f"Registered {register} version {version}")
+    return run_id
+
+
+def model_uri(run_id: str, name: str = MODEL_NAME) -> str:
+    return f"runs:/{run_id}/{name}"
+
+
+def logged_model_uri(run_id: str) -> str:
+    """The run's logged-model URI (`models:/m-…`), else `runs:/ID/model`.
+
+    MLflow 3 keeps a logged model's files outside the run's artifacts, so
+    registering `runs:/ID/model` makes it warn and look the model up anyway.
+    """
+    import mlflow
+
+    configure()
+    return mlflow.get_run(run_id).data.tags.get("model_uri") or model_uri(run_id)
+
+
+def register_model(run_id: str, name: str) -> str:
+    """Register the pyfunc logged by run `run_id` as a new version of `name`; returns the version."""
+    import mlflow
+
+    configure()
+    run = mlflow.get_run(run_id)
+    if run.info.status != "FINISHED":
+        raise LobseqError(f"run {run_id} ended {run.info.status}; only finished runs are registered",
+                          field="run_id")
+    from lobseq.registry import register
+
+    tags = {"dataset_hash": run.data.tags.get("dataset_hash", ""), "run_id": run_id}
+    return register(logged_model_uri(run_id), name, tags=tags)
