@@ -10,7 +10,7 @@ ORDER_FLOW_FEATURES = [{"name": "ofi", "windows": [1]}, {"name": "returns", "lag
 
 
 @pytest.mark.slow
-def test_a_deep_model_beats_logistic_regression_beyond_its_interval(tmp_path, monkeypatch):
+def test_a_deep_model_beats_logistic_regression_beyond_its_interval(tmp_path, mlflow_store):
     """On simulated data a deep model beats logistic regression beyond the interval: the
     95% block-bootstrap interval of the paired macro-F1 difference (model - logistic,
     same test rows) lies above 0.
@@ -36,8 +36,6 @@ def test_a_deep_model_beats_logistic_regression_beyond_its_interval(tmp_path, mo
     from lobseq.training.config import TrainConfig
     from lobseq.training.run import train_and_log
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
-    monkeypatch.chdir(tmp_path)
     raw = simulate_lobster(tmp_path / "raw", events=20_000, levels=10, days=3, seed=0)
     ingest(raw, tmp_path / "sim", IngestConfig(format="lobster", window=20, horizon=10,
                                                features=ORDER_FLOW_FEATURES), log=lambda _m: None)

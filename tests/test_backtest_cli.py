@@ -14,18 +14,19 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """Two simulated days, a tiny logged GRU, one CLI backtest; a dataset with other features."""
-    from conftest import tiny_logged_gru
+    from conftest import logged_model, mlflow_store_at
 
     from lobseq.cli import cli
     from lobseq.data.ingest import IngestConfig, ingest
 
     tmp = tmp_path_factory.mktemp("backtest")
-    mp, raw, ds, run_id = tiny_logged_gru(tmp, seed=4)
-    ingest(raw, tmp / "other", IngestConfig(format="lobster", window=10, horizon=5,
-                                            features=["spread", "returns"]), log=lambda _m: None)
-    result = CliRunner().invoke(cli, ["backtest", run_id, str(tmp / "sim"), "--cost-bps", "1"])
-    yield {"ds": ds, "run_id": run_id, "result": result, "tmp": tmp, "cli": cli}
-    mp.undo()
+    with mlflow_store_at(tmp):
+        m = logged_model(tmp, seed=4)
+        ingest(m.raw, tmp / "other", IngestConfig(format="lobster", window=10, horizon=5,
+                                                  features=["spread", "returns"]),
+               log=lambda _m: None)
+        result = CliRunner().invoke(cli, ["backtest", m.run_id, str(tmp / "sim"), "--cost-bps", "1"])
+        yield {"ds": m.dataset, "run_id": m.run_id, "result": result, "tmp": tmp, "cli": cli}
 
 
 def _backtest_run(env):

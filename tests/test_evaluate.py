@@ -16,15 +16,15 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """Two simulated days, a tiny GRU trained and logged, and one evaluation of it."""
-    from conftest import tiny_logged_gru
+    from conftest import logged_model, mlflow_store_at
 
     from lobseq.evaluation.evaluate import evaluate_model
 
     tmp = tmp_path_factory.mktemp("evaluate")
-    mp, _raw, ds, run_id = tiny_logged_gru(tmp, seed=3)
-    scores = evaluate_model(run_id, tmp / "sim", "test", n_boot=100, log=None)
-    yield {"ds": ds, "run_id": run_id, "scores": scores, "tmp": tmp}
-    mp.undo()
+    with mlflow_store_at(tmp):
+        m = logged_model(tmp, seed=3)
+        scores = evaluate_model(m.run_id, tmp / "sim", "test", n_boot=100, log=None)
+        yield {"ds": m.dataset, "run_id": m.run_id, "scores": scores, "tmp": tmp}
 
 
 def _run(run_id):
@@ -154,15 +154,13 @@ LOBSTER = Path(__file__).resolve().parents[2] / "shared/data/lobster"
 
 
 @pytest.mark.skipif(not LOBSTER.is_dir(), reason=f"real LOBSTER sample not found at {LOBSTER}")
-def test_amzn_report_shows_deep_model_next_to_baselines_with_intervals(tmp_path, monkeypatch):
+def test_amzn_report_shows_deep_model_next_to_baselines_with_intervals(tmp_path, mlflow_store):
     """Acceptance on the real AMZN sample: horizon 10, 3 classes, tiny LSTM, ~1 epoch."""
     from lobseq.data.ingest import IngestConfig, ingest
     from lobseq.evaluation.evaluate import evaluate_model
     from lobseq.training.config import TrainConfig
     from lobseq.training.run import train_and_log
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.chdir(tmp_path)
     ingest([LOBSTER], tmp_path / "amzn", IngestConfig(format="lobster", window=20, horizon=10),
            log=lambda _m: None)
     run_id = train_and_log(tmp_path / "amzn", TrainConfig(model="lstm", hyper={"units": 8},

@@ -27,39 +27,30 @@ CLASSES = ("down", "stationary", "up")
 
 
 @pytest.fixture(scope="module")
-def logged(lobster_dataset, tmp_path_factory):
+def logged(lobster_dataset, module_mlflow_store):
     """A tiny LSTM logged as the lobseq pyfunc into a temporary sqlite store."""
     import mlflow
 
-    from lobseq.tracking import configure, ensure_experiment
+    from lobseq.tracking import ensure_experiment
     from lobseq.training.config import TrainConfig
     from lobseq.training.fit import fit
     from lobseq.training.package import log_pyfunc
 
-    store = tmp_path_factory.mktemp("mlflow-serve")
-    uri = f"sqlite:///{store / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        configure()
-        result = fit(lobster_dataset, TrainConfig(model="lstm", hyper={"units": 8}, epochs=1,
-                                                  max_train_windows=300))
-        with mlflow.start_run(experiment_id=ensure_experiment("mlflow-serve")):
-            info = log_pyfunc(result.model, lobster_dataset)
-        yield {"tracking_uri": uri, "model_uri": info.model_uri, "store": store}
+    result = fit(lobster_dataset, TrainConfig(model="lstm", hyper={"units": 8}, epochs=1,
+                                              max_train_windows=300))
+    with mlflow.start_run(experiment_id=ensure_experiment("mlflow-serve")):
+        info = log_pyfunc(result.model, lobster_dataset)
+    return {"tracking_uri": module_mlflow_store.uri, "model_uri": info.model_uri,
+            "store": module_mlflow_store.root}
 
 
 @pytest.fixture(scope="module")
 def payload(logged, lobster_raw):
     """The last rows of the simulated day as `dataframe_split`, timestamps as strings."""
     from lobseq.data.sources import read_lobster
-    from lobseq.tracking import configure
+    from lobseq.serving.predict import load_model
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", logged["tracking_uri"])
-        configure()
-        from lobseq.serving.predict import load_model
-
-        model = load_model(logged["model_uri"])
+    model = load_model(logged["model_uri"])
     frame = read_lobster(lobster_raw)[0].frame
     rows = frame[["timestamp", *model.columns]].iloc[-(model.min_rows + 20):].reset_index(drop=True)
     rows = rows.assign(timestamp=rows["timestamp"].astype(str))

@@ -127,20 +127,9 @@ def test_shipped_pipelines_validate():
 # ------------------------------------------------------------ runner (stand-in stages)
 
 
-@pytest.fixture(scope="module")
-def _mlflow_store(tmp_path_factory):
-    import mlflow
-
-    d = tmp_path_factory.mktemp("mlflow")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{d}/mlflow.db")
-        mlflow.set_tracking_uri(f"sqlite:///{d}/mlflow.db")
-        yield d
-
-
 @pytest.fixture()
-def store(_mlflow_store, tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{_mlflow_store}/mlflow.db")
+def store(module_mlflow_store, tmp_path, monkeypatch):
+    """The module's MLflow store, run from a folder of the test's own."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -296,11 +285,10 @@ stages:
 
 
 @pytest.fixture(scope="module")
-def e2e(tmp_path_factory, _mlflow_store):
+def e2e(tmp_path_factory, module_mlflow_store):
     d = tmp_path_factory.mktemp("e2e")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(d)
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{_mlflow_store}/mlflow.db")
         path = _write(d, E2E)
         first = run_pipeline(path, log=lambda m: None)
         second = run_pipeline(path, log=lambda m: None)

@@ -81,14 +81,12 @@ def test_too_short_file_is_a_clear_error(bars, tmp_path):
 
 
 @pytest.mark.slow
-def test_real_logged_model_predicts_every_window(bars, tmp_path, monkeypatch):
+def test_real_logged_model_predicts_every_window(bars, tmp_path, mlflow_store):
     from lobseq.data.ingest import IngestConfig, ingest
     from lobseq.serving.predict import load_model
     from lobseq.training.config import TrainConfig
     from lobseq.training.run import model_uri, train_and_log
 
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     ingest([bars], tmp_path / "ds", IngestConfig(format="bars", window=5, horizon=1, n_classes=2,
                                                  fractions=(0.5, 0.25, 0.25)), log=lambda m: None)
     run_id = train_and_log(tmp_path / "ds", TrainConfig(model="rnn", epochs=1, hyper={"units": 4}),

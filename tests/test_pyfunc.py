@@ -15,27 +15,23 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def logged(lobster_dataset, lobster_raw, tmp_path_factory):
+def logged(lobster_dataset, lobster_raw, module_mlflow_store):
     """A tiny model trained on the simulated day, logged as a pyfunc into a temporary store."""
     import mlflow
 
     from lobseq.data.sources import read_lobster
-    from lobseq.tracking import configure
+    from lobseq.tracking import ensure_experiment
     from lobseq.training.config import TrainConfig
     from lobseq.training.fit import fit
     from lobseq.training.package import log_pyfunc
 
-    uri = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        configure()
-        result = fit(lobster_dataset, TrainConfig(model="lstm", hyper={"units": 8}, epochs=1,
-                                                  max_train_windows=500))
-        with mlflow.start_run():
-            info = log_pyfunc(result.model, lobster_dataset)
-        model = mlflow.pyfunc.load_model(info.model_uri)
-        frame = read_lobster(lobster_raw)[0].frame
-        yield {"info": info, "pyfunc": model, "keras": result.model, "frame": frame}
+    result = fit(lobster_dataset, TrainConfig(model="lstm", hyper={"units": 8}, epochs=1,
+                                              max_train_windows=500))
+    with mlflow.start_run(experiment_id=ensure_experiment("pyfunc")):
+        info = log_pyfunc(result.model, lobster_dataset)
+    model = mlflow.pyfunc.load_model(info.model_uri)
+    frame = read_lobster(lobster_raw)[0].frame
+    return {"info": info, "pyfunc": model, "keras": result.model, "frame": frame}
 
 
 def test_pyfunc_matches_keras_on_the_datasets_windows(logged, lobster_dataset):
@@ -163,6 +159,8 @@ def test_features_from_the_stored_names_equal_a_fresh_computation(logged):
 @pytest.fixture(scope="module")
 def two_day_run(tmp_path_factory):
     """Two simulated days ingested, a tiny model trained and logged by `train_and_log`."""
+    from conftest import mlflow_store_at
+
     from lobseq.data.ingest import IngestConfig, ingest
     from lobseq.data.simulate import simulate_lobster
     from lobseq.data.sources import read_lobster
@@ -173,8 +171,7 @@ def two_day_run(tmp_path_factory):
     raw = simulate_lobster(root / "raw", events=1500, levels=3, days=2, seed=3)
     ds = ingest(raw, root / "ds", IngestConfig(format="lobster", window=10, horizon=5),
                 log=lambda _: None)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
+    with mlflow_store_at(root):
         run_id = train_and_log(ds.path, TrainConfig(model="gru", hyper={"units": 4}, epochs=1,
                                                     max_train_windows=300), log=lambda _: None)
         from lobseq.serving.loader import load_logged_model

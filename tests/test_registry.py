@@ -46,10 +46,10 @@ def test_missing_metric_is_a_clear_error():
 
 
 @pytest.fixture(scope="module")
-def _store(tmp_path_factory):
-    """One temporary MLflow store per module (creating one costs seconds)."""
+def _store(module_mlflow_store):
+    """The module's MLflow store, with registration that needs no logged model."""
     with pytest.MonkeyPatch.context() as mp:
-        yield _make_store(tmp_path_factory.mktemp("mlflow"), mp)
+        yield _fake_registration(mp), module_mlflow_store.root
 
 
 @pytest.fixture()
@@ -61,13 +61,9 @@ def store(_store, request, monkeypatch):
     return _store[0]
 
 
-def _make_store(tmp_path, monkeypatch):
+def _fake_registration(monkeypatch):
     import mlflow
 
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
-    mlflow.set_registry_uri(f"sqlite:///{tmp_path}/mlflow.db")
     c = mlflow.MlflowClient()
 
     def fake_register(model_uri, name, tags=None):
@@ -78,7 +74,7 @@ def _make_store(tmp_path, monkeypatch):
         return str(c.create_model_version(name, source=model_uri, tags=tags).version)
 
     monkeypatch.setattr("lobseq.registry.champion.register", fake_register)
-    return c, tmp_path
+    return c
 
 
 NAME = "m"

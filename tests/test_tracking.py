@@ -111,12 +111,9 @@ def _raising(exc):
 
 
 @pytest.fixture(scope="module")
-def shared_store(tmp_path_factory):
+def shared_store(module_mlflow_store):
     """One store for several tests (creating a sqlite store costs seconds)."""
-    uri = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        yield uri
+    return module_mlflow_store.uri
 
 
 @pytest.mark.slow
@@ -143,7 +140,7 @@ def test_unknown_hyperparameter_fails_before_a_run_exists(lobster_dataset, mlflo
     with pytest.raises(LobseqError, match="unknown hyperparameter"):
         train_and_log(lobster_dataset.path, TrainConfig(model="gru", hyper={"unitz": 1}),
                       log=lambda _: None)
-    assert not Path(mlflow_store.removeprefix("sqlite:///")).exists()
+    assert not Path(mlflow_store.uri.removeprefix("sqlite:///")).exists()
 
 
 def test_a_model_that_cannot_take_the_dataset_fails_before_a_run_exists(lobster_dataset, mlflow_store):
@@ -153,7 +150,7 @@ def test_a_model_that_cannot_take_the_dataset_fails_before_a_run_exists(lobster_
     assert lobster_dataset.n_features != 40
     with pytest.raises(LobseqError, match="deeplob needs the raw 10-level book"):
         train_and_log(lobster_dataset.path, TrainConfig(model="deeplob"), log=lambda _: None)
-    assert not Path(mlflow_store.removeprefix("sqlite:///")).exists()
+    assert not Path(mlflow_store.uri.removeprefix("sqlite:///")).exists()
 
 
 def test_cli_models_lists_builders_and_defaults():

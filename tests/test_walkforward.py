@@ -104,19 +104,13 @@ def test_no_fold_trains_on_rows_dated_after_its_test_rows(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def logged(ds, tmp_path_factory):
+def logged(ds, module_mlflow_store):
     from lobseq.evaluation.walkforward import walk_forward
     from lobseq.training.config import TrainConfig
 
-    tmp = tmp_path_factory.mktemp("wf-mlflow")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}")
-    mp.chdir(tmp)
-    out = walk_forward(ds, TrainConfig(model="gru", hyper={"units": 4}, epochs=1,
-                                       max_train_windows=300),
-                       WalkForwardConfig(by="days", train_size=2, test_size=1, n_boot=50), log=None)
-    yield out
-    mp.undo()
+    return walk_forward(ds, TrainConfig(model="gru", hyper={"units": 4}, epochs=1,
+                                        max_train_windows=300),
+                        WalkForwardConfig(by="days", train_size=2, test_size=1, n_boot=50), log=None)
 
 
 @pytest.mark.slow
