@@ -20,9 +20,11 @@ class StandardScaler(SklearnStandardScaler):
     whole. Fitted: `mean_`, `scale_` (a constant feature gets 1), `var_`,
     `n_samples_seen_`. `transform` works in float32 like the window gatherer
     (`lobseq.data.windows.gather_windows`) and the service, so all scale alike.
+    A chunk costs about 2.5 x its float64 size at peak (sklearn's update makes
+    one temporary of it), hence the default of 131,072 rows.
     """
 
-    def __init__(self, chunk_rows: int = 262_144) -> None:
+    def __init__(self, chunk_rows: int = 131_072) -> None:
         super().__init__()
         self.chunk_rows = chunk_rows
 
