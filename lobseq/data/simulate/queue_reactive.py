@@ -93,6 +93,8 @@ class Day:
 class _Book:
     """Every resting order of both sides, in FIFO queues per price key, keys sorted best first."""
 
+    __slots__ = ("keys", "lvl", "queue", "live", "pos", "osize", "okey")
+
     def __init__(self) -> None:
         self.keys: list[list[int]] = [[], []]
         self.lvl: list[dict[int, int]] = [{}, {}]          # key -> aggregate size
@@ -146,6 +148,9 @@ class _Tape:
 
     Rows are buffered in lists and moved into arrays once per block (`flush`).
     """
+
+    __slots__ = ("levels", "times", "msgs", "t_rows", "m_rows", "flushed", "snap_at", "snap_k",
+                 "snap_z", "chunks")
 
     def __init__(self, total: int, levels: int) -> None:
         self.levels = levels
@@ -205,6 +210,9 @@ class _Tape:
 class _OrderFlow:
     """The event loop: picks each event by the current rates and applies it to book and tape."""
 
+    __slots__ = ("levels", "depth", "total", "cdf", "book", "tape", "row", "t", "rate", "last_bid",
+                 "last_ask", "next_id")
+
     def __init__(self, levels: int, total: int, start_tick: int, next_id: int) -> None:
         self.levels, self.depth, self.total = levels, levels + 4, total
         weights = np.arange(1, self.depth + 1, dtype=float) ** -PROFILE_ALPHA
@@ -243,15 +251,15 @@ class _OrderFlow:
     def event(self, gap: float, u_ev: float, u_a: float, u_b: float, lots: int, odd: int,
               mkt: int) -> None:
         """One event: `gap` and `u_ev` pick when and which; `u_a`, `u_b` and the sizes, how."""
-        kb, ka = self.book.keys
-        lvl_b, lvl_a = self.book.lvl
-        qb = lvl_b[kb[0]] if kb else 0
-        qa = lvl_a[ka[0]] if ka else 0
+        book = self.book
+        kb, ka = book.keys
+        qb = book.lvl[0][kb[0]] if kb else 0
+        qa = book.lvl[1][ka[0]] if ka else 0
         imb = (qb - qa) / (qb + qa) if qb + qa else 0.0
         r_mb = MARKET_RATE * (1.0 + IMBALANCE_BETA * imb) if ka else 0.0
         r_ms = MARKET_RATE * (1.0 - IMBALANCE_BETA * imb) if kb else 0.0
-        r_cb = CANCEL_RATE * len(self.book.live[0])
-        r_ca = CANCEL_RATE * len(self.book.live[1])
+        r_cb = CANCEL_RATE * len(book.live[0])
+        r_ca = CANCEL_RATE * len(book.live[1])
         rate = self.rate = 2 * LIMIT_RATE + r_mb + r_ms + r_cb + r_ca + HIDDEN_RATE
         self.t += gap / rate
         x = u_ev * rate
