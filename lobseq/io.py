@@ -59,11 +59,6 @@ def atomic_file(path: str | Path, mode: str = "wb") -> Iterator[Any]:
         raise
 
 
-def write_json_atomic(path: str | Path, obj: Any) -> None:
-    with atomic_file(path, "wb") as f:
-        f.write(canonical_json(obj))
-
-
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a fresh temp directory beside `path`; swap it into place on success.

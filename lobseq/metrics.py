@@ -190,42 +190,13 @@ def block_bootstrap_ci(
     and ``p_diff_le_0``: the fraction of resamples where a - b <= 0. Also
     ``block`` and ``n_boot``.
     """
-    if metric not in CM_METRICS:
-        raise LobseqError(f"unknown metric {metric!r}; choose one of {', '.join(CM_METRICS)}",
-                          field="metric")
-    if not 0 < alpha < 1:
-        raise LobseqError(f"alpha must be in (0, 1), got {alpha!r}", field="alpha")
-    if int(n_boot) < 1:
-        raise LobseqError(f"n_boot must be >= 1, got {n_boot!r}", field="n_boot")
-    y_raw = np.asarray(y_true)
-    if n_classes is None:
-        arrays = [y_raw, np.asarray(pred_a)] + ([np.asarray(pred_b)] if pred_b is not None else [])
-        n_classes = max(2, int(max(a.max() for a in arrays)) + 1) if y_raw.size else 2
-    y = _labels(y_raw, n_classes, "y_true")
+    _check_bootstrap_args(metric, alpha, n_boot)
+    y, preds, n_classes = _bootstrap_inputs(y_true, pred_a, pred_b, n_classes)
     n = y.size
-    if n == 0:
-        raise LobseqError("no rows to bootstrap", field="y_true")
-    preds = [_labels(pred_a, n_classes, "pred_a")]
-    if pred_b is not None:
-        preds.append(_labels(pred_b, n_classes, "pred_b"))
-    for name, p in zip(("pred_a", "pred_b")[: len(preds)], preds, strict=True):
-        if p.size != n:
-            raise LobseqError(f"{name} has {p.size} rows, y_true has {n}", field=name)
     block = default_block(n, horizon) if block is None else int(block)
     if not 1 <= block <= n:
         raise LobseqError(f"block must be in 1..{n}, got {block}", field="block")
-
-    rng = np.random.default_rng(seed)
-    per_chunk = max(1, chunk_rows // n)  # bound memory: chunk * n indices at a time
-    stats = [[] for _ in preds]
-    done = 0
-    while done < n_boot:
-        m = min(per_chunk, n_boot - done)
-        idx = circular_block_indices(n, block, m, rng)
-        for s, p in zip(stats, preds, strict=True):
-            s.append(_cm_metrics(_boot_cms(y, p, idx, n_classes))[metric])
-        done += m
-    boots = [np.concatenate(s) for s in stats]
+    boots = _resampled_metric(y, preds, n_classes, metric, block, n_boot, seed, chunk_rows)
     points = [float(_cm_metrics(confusion_matrix(y, p, n_classes))[metric]) for p in preds]
     q = [alpha / 2, 1 - alpha / 2]
     lo, hi = np.quantile(boots[0], q)
@@ -237,3 +208,48 @@ def block_bootstrap_ci(
         out.update(estimate_b=points[1], diff=points[0] - points[1], diff_lo=float(dlo),
                    diff_hi=float(dhi), p_diff_le_0=float((diff <= 0).mean()))
     return out
+
+
+def _check_bootstrap_args(metric: str, alpha: float, n_boot: int) -> None:
+    if metric not in CM_METRICS:
+        raise LobseqError(f"unknown metric {metric!r}; choose one of {', '.join(CM_METRICS)}",
+                          field="metric")
+    if not 0 < alpha < 1:
+        raise LobseqError(f"alpha must be in (0, 1), got {alpha!r}", field="alpha")
+    if int(n_boot) < 1:
+        raise LobseqError(f"n_boot must be >= 1, got {n_boot!r}", field="n_boot")
+
+
+def _bootstrap_inputs(y_true, pred_a, pred_b, n_classes: int | None) -> tuple[np.ndarray, list, int]:
+    """Checked labels, the one or two prediction arrays, and the class count (inferred if None)."""
+    y_raw = np.asarray(y_true)
+    if n_classes is None:
+        arrays = [y_raw, np.asarray(pred_a)] + ([np.asarray(pred_b)] if pred_b is not None else [])
+        n_classes = max(2, int(max(a.max() for a in arrays)) + 1) if y_raw.size else 2
+    y = _labels(y_raw, n_classes, "y_true")
+    if y.size == 0:
+        raise LobseqError("no rows to bootstrap", field="y_true")
+    preds = [_labels(pred_a, n_classes, "pred_a")]
+    if pred_b is not None:
+        preds.append(_labels(pred_b, n_classes, "pred_b"))
+    for name, p in zip(("pred_a", "pred_b")[: len(preds)], preds, strict=True):
+        if p.size != y.size:
+            raise LobseqError(f"{name} has {p.size} rows, y_true has {y.size}", field=name)
+    return y, preds, n_classes
+
+
+def _resampled_metric(y: np.ndarray, preds: list, n_classes: int, metric: str, block: int,
+                      n_boot: int, seed: int, chunk_rows: int) -> list[np.ndarray]:
+    """`metric` of each prediction array on the SAME `n_boot` block resamples: (n_boot,) each."""
+    n = y.size
+    rng = np.random.default_rng(seed)
+    per_chunk = max(1, chunk_rows // n)  # bound memory: chunk * n indices at a time
+    stats = [[] for _ in preds]
+    done = 0
+    while done < n_boot:
+        m = min(per_chunk, n_boot - done)
+        idx = circular_block_indices(n, block, m, rng)
+        for s, p in zip(stats, preds, strict=True):
+            s.append(_cm_metrics(_boot_cms(y, p, idx, n_classes))[metric])
+        done += m
+    return [np.concatenate(s) for s in stats]

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-import lobseq.data.simulate as sim
+import lobseq.data.simulate.bars as sim_bars
+import lobseq.data.simulate.lobster as sim_lobster
 from lobseq.data.simulate import EMPTY_ASK, EMPTY_BID, simulate_bars, simulate_lobster
 from lobseq.errors import LobseqError
 
@@ -160,6 +164,32 @@ def test_same_seed_writes_byte_identical_files(tmp_path):
     assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
 
 
+_SIMULATE_IN_A_CHILD = """
+import sys
+from lobseq.data.simulate import simulate_bars, simulate_lobster
+simulate_lobster(sys.argv[1] + "/lob", events=64_000, levels=2, days=2, seed=4)
+simulate_bars(sys.argv[1] + "/bars", symbols=("A", "B"), days=30, seed=4, fmt="parquet")
+"""
+
+
+def _contents(directory: Path) -> dict[str, bytes]:
+    return {p.relative_to(directory).as_posix(): p.read_bytes()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_a_seed_writes_the_same_bytes_in_a_fresh_process(tmp_path):
+    # 64,000 events + burn-in span two random-number blocks; the child has another hash seed.
+    simulate_lobster(tmp_path / "here" / "lob", events=64_000, levels=2, days=2, seed=4)
+    simulate_bars(tmp_path / "here" / "bars", symbols=("A", "B"), days=30, seed=4, fmt="parquet")
+    env = {**os.environ, "PYTHONHASHSEED": "12345",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                          os.environ.get("PYTHONPATH", "")])}
+    subprocess.run([sys.executable, "-c", _SIMULATE_IN_A_CHILD, str(tmp_path / "child")],
+                   check=True, env=env, capture_output=True)
+    here, child = _contents(tmp_path / "here"), _contents(tmp_path / "child")
+    assert len(here) == 6 and here == child
+
+
 def test_different_seed_writes_different_files(tmp_path):
     a = simulate_lobster(tmp_path / "a", events=2000, levels=5, seed=11)
     b = simulate_lobster(tmp_path / "b", events=2000, levels=5, seed=12)
@@ -214,8 +244,8 @@ def test_bad_argument_writes_nothing(tmp_path):
 
 # ------------------------------------------------------------ atomic writes
 
-def _fail_on_call(monkeypatch, name: str, call: int) -> None:
-    real = getattr(sim, name)
+def _fail_on_call(monkeypatch, module, name: str, call: int) -> None:
+    real = getattr(module, name)
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):
@@ -224,26 +254,26 @@ def _fail_on_call(monkeypatch, name: str, call: int) -> None:
             raise OSError("disk full (simulated)")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(sim, name, flaky)
+    monkeypatch.setattr(module, name, flaky)
 
 
 def test_failed_lobster_write_leaves_no_file(tmp_path, monkeypatch):
-    _fail_on_call(monkeypatch, "_write_csv", call=3)  # the second day's message file
+    _fail_on_call(monkeypatch, sim_lobster, "_write_csv", call=3)  # the second day's message file
     with pytest.raises(OSError):
         simulate_lobster(tmp_path, events=500, levels=3, days=2)
     assert _files(tmp_path) == []
 
 
 def test_failed_write_midway_through_a_file_leaves_no_file(tmp_path, monkeypatch):
-    real_book = sim._Day.book
+    real_rows = sim_lobster._orderbook_rows
 
-    def book_then_fail(self, lo, hi, mult):
+    def rows_then_fail(day, lo, hi, mult):
         if lo > 0:
             raise OSError("disk full (simulated)")
-        return real_book(self, lo, hi, mult)
+        return real_rows(day, lo, hi, mult)
 
-    monkeypatch.setattr(sim, "_BLOCK", 256)
-    monkeypatch.setattr(sim._Day, "book", book_then_fail)
+    monkeypatch.setattr(sim_lobster, "WRITE_ROWS", 256)
+    monkeypatch.setattr(sim_lobster, "_orderbook_rows", rows_then_fail)
     with pytest.raises(OSError):
         simulate_lobster(tmp_path, events=1000, levels=3)
     assert _files(tmp_path) == []
@@ -252,14 +282,14 @@ def test_failed_write_midway_through_a_file_leaves_no_file(tmp_path, monkeypatch
 def test_failed_write_keeps_the_previous_files(tmp_path, monkeypatch):
     first = simulate_lobster(tmp_path, events=500, levels=3, seed=1)
     before = [p.read_bytes() for p in first]
-    _fail_on_call(monkeypatch, "_write_csv", call=2)
+    _fail_on_call(monkeypatch, sim_lobster, "_write_csv", call=2)
     with pytest.raises(OSError):
         simulate_lobster(tmp_path, events=500, levels=3, seed=2)
     assert [p.read_bytes() for p in first] == before and _files(tmp_path) == [p.name for p in first]
 
 
 def test_failed_bars_write_leaves_no_file(tmp_path, monkeypatch):
-    _fail_on_call(monkeypatch, "_bars_frame", call=2)
+    _fail_on_call(monkeypatch, sim_bars, "_bars_frame", call=2)
     with pytest.raises(OSError):
         simulate_bars(tmp_path, days=50)
     assert _files(tmp_path) == []

@@ -227,6 +227,46 @@ def test_wrong_column_count_names_the_row(tmp_path):
     assert (err.file, err.row) == (str(msg), 3)
 
 
+SEPARATORS = [(";", "';'"), ("\t", "tabs"), ("|", "'|'")]
+
+
+@pytest.mark.parametrize("sep, named", SEPARATORS)
+def test_message_file_with_another_separator_names_row_1_and_the_separator(tmp_path, sep, named):
+    msg, _ = write_pair(tmp_path, [m.replace(",", sep) for m in MESSAGES], BOOK_2)
+    err = error_of(tmp_path)
+    assert (err.file, err.row) == (str(msg), 1)
+    assert f"separated by {named}" in err.problem and "comma-separated" in err.fix
+
+
+@pytest.mark.parametrize("sep, named", SEPARATORS)
+def test_orderbook_with_another_separator_names_row_1_and_the_separator(tmp_path, sep, named):
+    _, ob = write_pair(tmp_path, MESSAGES, [b.replace(",", sep) for b in BOOK_2])
+    err = error_of(tmp_path)
+    assert (err.file, err.row) == (str(ob), 1)
+    assert f"separated by {named}" in str(err)
+
+
+def test_semicolons_with_decimal_commas_are_named_too(tmp_path):
+    messages = [m.replace(",", ";").replace(".", ",") for m in MESSAGES]
+    msg, _ = write_pair(tmp_path, messages, BOOK_2)
+    err = error_of(tmp_path)
+    assert (err.file, err.row) == (str(msg), 1) and "';'" in err.problem
+
+
+def test_header_with_another_separator_names_row_1(tmp_path):
+    msg, _ = write_pair(tmp_path, MESSAGES, BOOK_2)
+    msg.write_text("Time;Type;OrderID;Size;Price;Direction\n" + msg.read_text().replace(",", ";"))
+    err = error_of(tmp_path)
+    assert (err.file, err.row) == (str(msg), 1) and "';'" in err.problem
+
+
+def test_header_names_with_spaces_are_not_taken_for_a_separator(tmp_path):
+    _, ob = write_pair(tmp_path, MESSAGES, one_level(BOOK_2), levels=2)
+    ob.write_text("ask price 1,ask size 1,bid price 1,bid size 1\n" + ob.read_text())
+    err = error_of(tmp_path)
+    assert err.row == 2 and "expected 8 columns, found 4" in err.problem
+
+
 def test_non_numeric_cell_names_row_and_column(tmp_path):
     messages = list(MESSAGES)
     messages[2] = "34201.25,4,1,twenty,1000000,1"
@@ -352,18 +392,18 @@ def test_reading_writes_nothing(tmp_path, monkeypatch):
 
 
 def test_small_parse_blocks_give_the_same_frame(tmp_path, monkeypatch):
-    import lobseq.data.sources.lobster as lobster
+    import lobseq.data.sources.lobster_csv as lobster_csv
 
     write_pair(tmp_path, MESSAGES, BOOK_2)
     whole = read_lobster(tmp_path)[0].frame
-    monkeypatch.setattr(lobster, "BOOK_BLOCK_BYTES", 64)  # about one row per block
+    monkeypatch.setattr(lobster_csv, "BOOK_BLOCK_BYTES", 64)  # about one row per block
     assert read_lobster(tmp_path)[0].frame.equals(whole)
 
 
 def test_bad_cell_in_a_later_block_names_its_row(tmp_path, monkeypatch):
-    import lobseq.data.sources.lobster as lobster
+    import lobseq.data.sources.lobster_csv as lobster_csv
 
-    monkeypatch.setattr(lobster, "BOOK_BLOCK_BYTES", 64)
+    monkeypatch.setattr(lobster_csv, "BOOK_BLOCK_BYTES", 64)
     book = list(BOOK_2)
     book[1] = "1001000,inf,1000000,100,9999999999,0,-9999999999,0"
     book[3] = "9999999999,nan,1000000,80,9999999999,0,-9999999999,0"
@@ -375,9 +415,9 @@ def test_bad_cell_in_a_later_block_names_its_row(tmp_path, monkeypatch):
 
 
 def test_extra_orderbook_rows_in_later_blocks_are_counted(tmp_path, monkeypatch):
-    import lobseq.data.sources.lobster as lobster
+    import lobseq.data.sources.lobster_csv as lobster_csv
 
-    monkeypatch.setattr(lobster, "BOOK_BLOCK_BYTES", 64)
+    monkeypatch.setattr(lobster_csv, "BOOK_BLOCK_BYTES", 64)
     write_pair(tmp_path, MESSAGES, BOOK_2 + BOOK_2[-1:] * 3)
     assert "orderbook has 7 rows" in error_of(tmp_path).problem
 

@@ -53,6 +53,19 @@ def test_balanced_class_weight_is_inverse_frequency():
     assert w == pytest.approx({0: 6 / 9, 1: 2.0, 2: 1.0})
 
 
+def test_balanced_class_weight_gives_a_class_absent_from_training_weight_one():
+    labels = np.array([0, 0, 0, 2, 2, 2, 2, 2], dtype=np.int8)
+    w = balanced_class_weight(labels, 3)
+    assert w[1] == 1.0
+    # the present classes are balanced among themselves: equal total weight, summing to n
+    assert w[0] * 3 == pytest.approx(w[2] * 5)
+    assert w[0] * 3 + w[2] * 5 == pytest.approx(len(labels))
+
+
+def test_balanced_class_weight_keys_every_class_even_when_only_one_is_present():
+    assert balanced_class_weight(np.array([1, 1, 1]), 3) == {0: 1.0, 1: 1.0, 2: 1.0}
+
+
 def test_unknown_hyperparameter_is_a_user_error():
     with pytest.raises(LobseqError, match="unknown hyperparameter"):
         TrainConfig(model="lstm", hyper={"unitz": 3}).model_hyperparameters()

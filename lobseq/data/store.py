@@ -110,11 +110,6 @@ class Dataset:
         y = (self.labels if target == "class" else self.returns)[ends]
         return x, np.asarray(y)
 
-    def last_rows(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """Scaled features of the last row of each window (for tabular baselines) and labels."""
-        ends = self._ends(split)
-        return self.scaler.transform(self.features[ends]), np.asarray(self.labels[ends])
-
 
 def load_dataset(path: str | Path) -> Dataset:
     path = Path(path)

@@ -49,48 +49,31 @@ def _stack(x, layer_class, kind: str, units, dropout: float, l2: float, **layer_
     return x
 
 
-def build_rnn(
-    input_shape: tuple[int, int],
-    n_classes: int,
-    head: str = "classification",
-    units: int | list[int] = 32,
-    activation: str = "tanh",
-    dropout: float = 0.0,
-    l2: float = 0.0,
-) -> keras.Model:
+def _recurrent_model(layer_class, kind: str, input_shape, n_classes: int, head: str, units,
+                     dropout: float, l2: float, **layer_kwargs) -> keras.Model:
+    """Window input → stacked `layer_class` layers → output head; the model is named `kind`."""
+    check_inputs(input_shape, n_classes, head)
+    window = keras.Input(shape=tuple(input_shape), name="window")
+    x = _stack(window, layer_class, kind, units, dropout, l2, **layer_kwargs)
+    return keras.Model(window, output_head(x, n_classes, head), name=kind)
+
+
+def build_rnn(input_shape: tuple[int, int], n_classes: int, head: str = "classification",
+              units: int | list[int] = 32, activation: str = "tanh", dropout: float = 0.0,
+              l2: float = 0.0) -> keras.Model:
     """Simple (Elman) RNN over the window; preset 'dixon' = Dixon (2017)."""
-    check_inputs(input_shape, n_classes, head)
-    window = keras.Input(shape=tuple(input_shape), name="window")
-    x = _stack(window, keras.layers.SimpleRNN, "rnn", units, dropout, l2,
-               activation=activation_name("activation", activation))
-    return keras.Model(window, output_head(x, n_classes, head), name="rnn")
+    check_inputs(input_shape, n_classes, head)  # before the activation, as the other builders
+    return _recurrent_model(keras.layers.SimpleRNN, "rnn", input_shape, n_classes, head, units,
+                            dropout, l2, activation=activation_name("activation", activation))
 
 
-def build_lstm(
-    input_shape: tuple[int, int],
-    n_classes: int,
-    head: str = "classification",
-    units: int | list[int] = 64,
-    dropout: float = 0.2,
-    l2: float = 0.0,
-) -> keras.Model:
+def build_lstm(input_shape: tuple[int, int], n_classes: int, head: str = "classification",
+               units: int | list[int] = 64, dropout: float = 0.2, l2: float = 0.0) -> keras.Model:
     """Stacked LSTM (units: int or one per layer), dropout after each layer."""
-    check_inputs(input_shape, n_classes, head)
-    window = keras.Input(shape=tuple(input_shape), name="window")
-    x = _stack(window, keras.layers.LSTM, "lstm", units, dropout, l2)
-    return keras.Model(window, output_head(x, n_classes, head), name="lstm")
+    return _recurrent_model(keras.layers.LSTM, "lstm", input_shape, n_classes, head, units, dropout, l2)
 
 
-def build_gru(
-    input_shape: tuple[int, int],
-    n_classes: int,
-    head: str = "classification",
-    units: int | list[int] = 64,
-    dropout: float = 0.2,
-    l2: float = 0.0,
-) -> keras.Model:
+def build_gru(input_shape: tuple[int, int], n_classes: int, head: str = "classification",
+              units: int | list[int] = 64, dropout: float = 0.2, l2: float = 0.0) -> keras.Model:
     """Stacked GRU (units: int or one per layer), dropout after each layer."""
-    check_inputs(input_shape, n_classes, head)
-    window = keras.Input(shape=tuple(input_shape), name="window")
-    x = _stack(window, keras.layers.GRU, "gru", units, dropout, l2)
-    return keras.Model(window, output_head(x, n_classes, head), name="gru")
+    return _recurrent_model(keras.layers.GRU, "gru", input_shape, n_classes, head, units, dropout, l2)

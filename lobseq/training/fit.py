@@ -43,10 +43,17 @@ def evenly_spaced(ends: np.ndarray, limit: int | None) -> np.ndarray:
 
 
 def balanced_class_weight(labels: np.ndarray, n_classes: int) -> dict[int, float]:
-    """sklearn's 'balanced': n / (K * count_k); a class absent from training gets 1."""
-    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=n_classes)[:n_classes]
-    total = counts.sum()
-    return {k: float(total / (n_classes * c)) if c else 1.0 for k, c in enumerate(counts)}
+    """sklearn's 'balanced' weights, n / (K * count_k) over the K classes present in `labels`;
+    a class absent from them gets 1."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    labels = np.asarray(labels, dtype=np.int64)
+    weights = dict.fromkeys(range(n_classes), 1.0)
+    present = np.unique(labels)
+    if present.size:
+        balanced = compute_class_weight("balanced", classes=present, y=labels)
+        weights.update(zip(present.tolist(), balanced.tolist(), strict=True))
+    return weights
 
 
 def seed_everything(seed: int) -> None:
@@ -87,6 +94,44 @@ def _predict(model, dataset, split: str, batch_size: int, target: str):
     return pred, y
 
 
+def _compiled_model(dataset, cfg: TrainConfig, hyper: dict):
+    """`cfg.model` built for `dataset`'s windows and compiled with Adam and the head's loss."""
+    import keras
+
+    from lobseq.models import build
+
+    model = build(cfg.model, (dataset.window, dataset.n_features), dataset.n_classes, head=cfg.head, **hyper)
+    if cfg.head == "regression":
+        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="mse", metrics=["mae"])
+    else:
+        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _subsampled(dataset, cfg: TrainConfig):
+    """`dataset` with its train and validation window ends thinned to the configured maxima."""
+    ends = dict(dataset.ends)
+    ends["train"] = evenly_spaced(ends["train"], cfg.max_train_windows)
+    ends["val"] = evenly_spaced(ends["val"], cfg.max_val_windows)
+    return replace(dataset, ends=ends)
+
+
+def _best_epoch(history: dict[str, list[float]]) -> int:
+    val_loss = history.get("val_loss", [])
+    return int(np.nanargmin(val_loss)) if val_loss else len(history.get("loss", [])) - 1
+
+
+def _split_metrics(model, data, cfg: TrainConfig, target: str) -> tuple[dict, tuple, tuple]:
+    """val_*/test_* metrics and the (predictions, targets) of both splits (test: None, None if empty)."""
+    val = _predict(model, data, "val", cfg.batch_size, target)
+    test = _predict(model, data, "test", cfg.batch_size, target)
+    metrics = {f"val_{k}": v for k, v in score(val[1], val[0], data.n_classes, cfg.head).items()}
+    if test[0] is not None:
+        metrics.update({f"test_{k}": v for k, v in score(test[1], test[0], data.n_classes, cfg.head).items()})
+    return metrics, val, test
+
+
 def fit(dataset, cfg: TrainConfig, callbacks: list | None = None, verbose: int | str = 0) -> TrainResult:
     """Train `cfg.model` on `dataset`'s train split, early-stopped on its validation loss.
 
@@ -103,27 +148,13 @@ def fit(dataset, cfg: TrainConfig, callbacks: list | None = None, verbose: int |
     quiet_tensorflow()
     import keras
 
-    from lobseq.models import build
-
     seed_everything(cfg.seed)
-    ends = dict(dataset.ends)
-    ends["train"] = evenly_spaced(ends["train"], cfg.max_train_windows)
-    ends["val"] = evenly_spaced(ends["val"], cfg.max_val_windows)
-    data = replace(dataset, ends=ends)
-
-    regression = cfg.head == "regression"
-    target = "return" if regression else "class"
-    n_classes = dataset.n_classes
-    model = build(cfg.model, (dataset.window, dataset.n_features), n_classes, head=cfg.head, **hyper)
-    if regression:
-        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="mse", metrics=["mae"])
-    else:
-        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-
+    data = _subsampled(dataset, cfg)
+    target = "return" if cfg.head == "regression" else "class"
+    model = _compiled_model(dataset, cfg, hyper)
     class_weight = None
-    if cfg.class_weight == "balanced" and not regression:
-        class_weight = balanced_class_weight(dataset.labels[ends["train"]], n_classes)
+    if cfg.class_weight == "balanced" and target == "class":
+        class_weight = balanced_class_weight(dataset.labels[data.ends["train"]], dataset.n_classes)
 
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
                                          restore_best_weights=True, verbose=0)
@@ -134,15 +165,8 @@ def fit(dataset, cfg: TrainConfig, callbacks: list | None = None, verbose: int |
                      callbacks=[stop, *(callbacks or [])], verbose=verbose)
     seconds = time.perf_counter() - start
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-    val_loss = history.get("val_loss", [])
-    best_epoch = int(np.nanargmin(val_loss)) if val_loss else len(history.get("loss", [])) - 1
-
-    val_pred, val_y = _predict(model, data, "val", cfg.batch_size, target)
-    test_pred, test_y = _predict(model, data, "test", cfg.batch_size, target)
-    metrics = {f"val_{k}": v for k, v in score(val_y, val_pred, n_classes, cfg.head).items()}
-    if test_pred is not None:
-        metrics.update({f"test_{k}": v for k, v in score(test_y, test_pred, n_classes, cfg.head).items()})
-    return TrainResult(model=model, config=cfg, history=history, best_epoch=best_epoch,
+    metrics, (val_pred, val_y), (test_pred, test_y) = _split_metrics(model, data, cfg, target)
+    return TrainResult(model=model, config=cfg, history=history, best_epoch=_best_epoch(history),
                        val_pred=val_pred, val_labels=val_y, test_pred=test_pred, test_labels=test_y,
-                       metrics=metrics, class_weight=class_weight, train_windows=int(len(ends["train"])),
-                       seconds=seconds)
+                       metrics=metrics, class_weight=class_weight,
+                       train_windows=int(len(data.ends["train"])), seconds=seconds)

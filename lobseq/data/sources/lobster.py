@@ -25,9 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
 
-from lobseq.errors import LobseqError
+from lobseq.data.sources.lobster_csv import PRICE_SCALE, parse_csv, read_book
 from lobseq.data.sources.segment import (
     Paths,
     Segment,
@@ -35,8 +34,8 @@ from lobseq.data.sources.segment import (
     data_line_number,
     expand_paths,
     first_index,
-    require_nonempty,
 )
+from lobseq.errors import LobseqError
 
 FILE_NAME = re.compile(
     r"^(?P<ticker>.+)_(?P<day>\d{4}-\d{2}-\d{2})_(?P<start>\d+)_(?P<end>\d+)"
@@ -45,9 +44,6 @@ FILE_NAME = re.compile(
 )
 NAME_FIX = "name LOBSTER files TICKER_YYYY-MM-DD_START_END_message_L.csv / ..._orderbook_L.csv"
 
-PRICE_SCALE = 10_000.0
-ASK_EMPTY = 9_999_999_999.0
-BID_EMPTY = -9_999_999_999.0
 HALT, QUOTING, RESUME = -1.0, 0.0, 1.0
 
 MESSAGE_TYPES = {
@@ -153,12 +149,10 @@ def _check_name(day: str, levels: int, message: Path) -> np.datetime64:
 def _read_pair(ticker: str, day: str, levels: int, message: Path, orderbook: Path) -> Segment:
     midnight = _check_name(day, levels, message)
     names = book_columns(levels)
-    msg, msg_skip = _parse(message, MESSAGE_TYPES, "a LOBSTER message file has 6 columns")
-    n = msg.num_rows
+    raw_cols, msg_skip = _raw_messages(message)
+    n = len(raw_cols["time"][0])
     # Checks wait until the orderbook is parsed, so errors come in file order.
-    raw_cols = {name: _raw_column(msg, name) for name in MESSAGE_TYPES}
-    del msg  # the message table's buffers can serve the orderbook's blocks
-    book, book_rows, book_skip = _read_book(
+    book, book_rows, book_skip = read_book(
         orderbook,
         names,
         n,
@@ -170,234 +164,90 @@ def _read_pair(ticker: str, day: str, levels: int, message: Path, orderbook: Pat
             file=orderbook,
             fix="re-export both files together; row i of the orderbook is the book after message i",
         )
-
-    cols = {
-        name: _checked(values, null_at, name, message, msg_skip)
-        for name, (values, null_at) in raw_cols.items()
-    }
+    data = _message_columns(raw_cols, midnight, message, msg_skip)
     del raw_cols
-    time = cols["time"]
-    bad = first_index(time[1:] < time[:-1])
-    if bad is not None:
-        raise LobseqError(
-            f"time goes backwards ({float(time[bad + 1])} after {float(time[bad])})",
-            file=message,
-            row=data_line_number(message, bad + 1, msg_skip),
-            field="time",
-            fix="sort the messages by time or re-export the day",
-        )
-    _check_codes(cols["event_type"], EVENT_TYPES, "event_type", message, msg_skip)
-    _check_codes(cols["direction"], (-1, 1), "direction", message, msg_skip)
-
-    is_halt_msg = cols["event_type"] == 7
-    flag = cols["price"]
-    bad = first_index(is_halt_msg & ~np.isin(flag, (HALT, QUOTING, RESUME)))
-    if bad is not None:
-        raise LobseqError(
-            f"trading-halt message (type 7) has price {float(flag[bad]):g}; LOBSTER writes -1 "
-            "(halt), 0 (quoting) or 1 (resume)",
-            file=message,
-            row=data_line_number(message, bad, msg_skip),
-            field="price",
-        )
-    state = np.full(len(flag), np.nan)
-    state[is_halt_msg & (flag == HALT)] = 1.0
-    state[is_halt_msg & (flag == RESUME)] = 0.0
-    halted = pd.Series(state).ffill().fillna(0.0).to_numpy(dtype=bool)
-    del state
-
-    price = np.where(is_halt_msg, np.nan, flag / PRICE_SCALE)
-    data: dict[str, np.ndarray] = {
-        "timestamp": midnight + np.round(time * 1e9).astype(np.int64).view("timedelta64[ns]"),
-        "time": time,
-        "event_type": cols["event_type"].astype(np.int8),
-        "order_id": cols["order_id"],
-        "size": cols["size"],
-        "price": price,
-        "direction": cols["direction"].astype(np.int8),
-        "halted": halted,
-    }
-    del cols, flag, is_halt_msg
     for name in names:  # in file column order, as the checks always ran
         book[name].check(orderbook, book_skip)
     data.update((name, book[name].values) for name in names)
     del book
     # Arrow's allocator keeps the parse blocks' pages; give them back before features run.
     pa.default_memory_pool().release_unused()
-
-    crossed = first_index(data["ask_price_1"] < data["bid_price_1"])
-    if crossed is not None:
-        raise LobseqError(
-            f"crossed book: best ask {data['ask_price_1'][crossed]} < best bid "
-            f"{data['bid_price_1'][crossed]}",
-            file=orderbook,
-            row=data_line_number(orderbook, crossed, book_skip),
-            field="ask_price_1",
-            fix="check the export; a LOBSTER book is never crossed",
-        )
-
+    _check_not_crossed(data["ask_price_1"], data["bid_price_1"], orderbook, book_skip)
     # copy=False with a dict keeps one block per column: no consolidation copy.
     frame = pd.DataFrame(data, columns=["timestamp", *MESSAGE_TYPES, "halted", *names], copy=False)
     return Segment(ticker, day, "book", frame, (str(message), str(orderbook)))
 
 
-BOOK_BLOCK_BYTES = 4 << 20  # orderbook parse block: small next to a day, large enough to be fast
+def _raw_messages(message: Path) -> tuple[dict[str, tuple[np.ndarray, int | None]], int]:
+    """The message file's columns, unchecked, with their first missing cells; and the header lines.
 
-
-class _BookColumn:
-    """One orderbook column filled block by block, with its first bad cells noted."""
-
-    __slots__ = ("name", "values", "null_at", "nonfinite_at", "nonfinite_value")
-
-    def __init__(self, name: str, n: int) -> None:
-        self.name = name
-        self.values = np.empty(n)
-        self.null_at: int | None = None
-        self.nonfinite_at: int | None = None
-        self.nonfinite_value = 0.0
-
-    def put(self, array: pa.Array, start: int) -> np.ndarray:
-        """Copy one block's raw cells in at `start`; returns the slice written."""
-        out = self.values[start : start + len(array)]
-        out[:] = array.to_numpy(zero_copy_only=False)
-        if self.null_at is None and array.null_count:
-            self.null_at = start + first_index(array.is_null().to_numpy(zero_copy_only=False))
-        if self.nonfinite_at is None and not np.isfinite(out).all():
-            bad = first_index(~np.isfinite(out))
-            self.nonfinite_at, self.nonfinite_value = start + bad, float(out[bad])
-        return out
-
-    def check(self, path: Path, skip: int) -> None:
-        """Raise what `_checked` would have raised on the raw column."""
-        if self.null_at is not None:
-            raise LobseqError(
-                "missing or NaN value",
-                file=path,
-                row=data_line_number(path, self.null_at, skip),
-                field=self.name,
-                fix="LOBSTER files have no gaps; re-export the file",
-            )
-        if self.nonfinite_at is not None:
-            raise LobseqError(
-                f"value {self.nonfinite_value} is not a finite number",
-                file=path,
-                row=data_line_number(path, self.nonfinite_at, skip),
-                field=self.name,
-                fix="LOBSTER files have no gaps; re-export the file",
-            )
-
-
-def _read_book(
-    path: Path, names: list[str], n: int, shape_hint: str
-) -> tuple[dict[str, _BookColumn], int, int]:
-    """Stream the orderbook block by block into `n`-row float64 columns (dollars, empties mapped).
-
-    Parsing in blocks straight into the final arrays keeps memory at one day
-    of columns plus a block, instead of a full Arrow table and its copy.
-    Returns the columns (raw-cell problems noted, not raised), the number of
-    data rows in the file (which may differ from `n`) and the header lines skipped.
+    The parsed Arrow table is dropped on return, so its buffers can serve the orderbook's blocks.
     """
-    require_nonempty(path)
-    skip = _header_lines(path)
-    types = dict.fromkeys(names, pa.float64())
-    columns = {name: _BookColumn(name, n) for name in names}
-    sides = [
-        (columns[f"{side}_price_{i}"], columns[f"{side}_size_{i}"], empty)
-        for i in range(1, len(names) // 4 + 1)
-        for side, empty in (("ask", ASK_EMPTY), ("bid", BID_EMPTY))
-    ]
-    rows = 0
-    try:
-        with pacsv.open_csv(
-            path,
-            read_options=pacsv.ReadOptions(
-                column_names=names, skip_rows=skip, block_size=BOOK_BLOCK_BYTES
-            ),
-            convert_options=pacsv.ConvertOptions(column_types=types),
-        ) as reader:
-            for batch in reader:
-                m = batch.num_rows
-                if rows + m <= n:  # beyond n only the row count matters
-                    for price_col, size_col, empty in sides:
-                        price = price_col.put(batch.column(price_col.name), rows)
-                        size = size_col.put(batch.column(size_col.name), rows)
-                        missing = price == empty
-                        price /= PRICE_SCALE
-                        price[missing] = np.nan
-                        size[missing] = 0.0
-                rows += m
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        _diagnose(path, types, skip, shape_hint)
-        raise LobseqError(f"cannot parse as CSV ({exc})", file=path) from None
-    if rows == 0:
-        raise LobseqError("no data rows below the header", file=path, fix="re-export the file")
-    return columns, rows, skip
+    msg, skip = parse_csv(message, MESSAGE_TYPES, "a LOBSTER message file has 6 columns")
+    return {name: _raw_column(msg, name) for name in MESSAGE_TYPES}, skip
 
 
-def _parse(path: Path, types: dict[str, pa.DataType], shape_hint: str) -> tuple[pa.Table, int]:
-    """Parse `path` with fixed column types; returns the table and the header lines skipped."""
-    require_nonempty(path)
-    skip = _header_lines(path)
-    try:
-        table = pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(column_names=list(types), skip_rows=skip),
-            convert_options=pacsv.ConvertOptions(column_types=types),
+def _message_columns(
+    raw_cols: dict[str, tuple[np.ndarray, int | None]], midnight: np.datetime64, message: Path,
+    skip: int,
+) -> dict[str, np.ndarray]:
+    """The frame's message columns and `timestamp`, `halted`, after every check of the message file."""
+    cols = {
+        name: _checked(values, null_at, name, message, skip)
+        for name, (values, null_at) in raw_cols.items()
+    }
+    time = cols["time"]
+    bad = first_index(time[1:] < time[:-1])
+    if bad is not None:
+        raise LobseqError(
+            f"time goes backwards ({float(time[bad + 1])} after {float(time[bad])})",
+            file=message,
+            row=data_line_number(message, bad + 1, skip),
+            field="time",
+            fix="sort the messages by time or re-export the day",
         )
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        _diagnose(path, types, skip, shape_hint)
-        raise LobseqError(f"cannot parse as CSV ({exc})", file=path) from None
-    if table.num_rows == 0:
-        raise LobseqError("no data rows below the header", file=path, fix="re-export the file")
-    return table, skip
+    _check_codes(cols["event_type"], EVENT_TYPES, "event_type", message, skip)
+    _check_codes(cols["direction"], (-1, 1), "direction", message, skip)
+    is_halt_msg = cols["event_type"] == 7
+    return {
+        "timestamp": midnight + np.round(time * 1e9).astype(np.int64).view("timedelta64[ns]"),
+        "time": time,
+        "event_type": cols["event_type"].astype(np.int8),
+        "order_id": cols["order_id"],
+        "size": cols["size"],
+        "price": np.where(is_halt_msg, np.nan, cols["price"] / PRICE_SCALE),
+        "direction": cols["direction"].astype(np.int8),
+        "halted": _halted(is_halt_msg, cols["price"], message, skip),
+    }
 
 
-def _header_lines(path: Path) -> int:
-    """1 when the first line is a header (none of its cells is a number), else 0.
+def _halted(is_halt_msg: np.ndarray, flag: np.ndarray, message: Path, skip: int) -> np.ndarray:
+    """True from each halt message up to, not including, its resume message (see module doc)."""
+    bad = first_index(is_halt_msg & ~np.isin(flag, (HALT, QUOTING, RESUME)))
+    if bad is not None:
+        raise LobseqError(
+            f"trading-halt message (type 7) has price {float(flag[bad]):g}; LOBSTER writes -1 "
+            "(halt), 0 (quoting) or 1 (resume)",
+            file=message,
+            row=data_line_number(message, bad, skip),
+            field="price",
+        )
+    state = np.full(len(flag), np.nan)
+    state[is_halt_msg & (flag == HALT)] = 1.0
+    state[is_halt_msg & (flag == RESUME)] = 0.0
+    return pd.Series(state).ffill().fillna(0.0).to_numpy(dtype=bool)
 
-    A data row with one bad cell is not taken for a header: it fails parsing
-    and is reported, instead of being skipped silently.
-    """
-    with open(path, encoding="utf-8-sig", errors="replace") as fh:
-        first = fh.readline()
-    for cell in first.split(","):
-        try:
-            float(cell)
-        except ValueError:
-            continue
-        return 0
-    return 1
 
-
-def _diagnose(path: Path, types: dict[str, pa.DataType], skip: int, shape_hint: str) -> None:
-    """Find the first bad line after a parse failure and raise about it (error path only)."""
-    names = list(types)
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for number, line in enumerate(fh, start=1):
-            text = line.rstrip("\r\n")
-            if number <= skip or not text:
-                continue
-            cells = text.split(",")
-            if len(cells) != len(names):
-                raise LobseqError(
-                    f"expected {len(names)} columns, found {len(cells)}",
-                    file=path,
-                    row=number,
-                    fix=f"{shape_hint}; check the file",
-                )
-            for name, cell in zip(names, cells, strict=True):
-                convert = int if pa.types.is_integer(types[name]) else float
-                try:
-                    convert(cell)
-                except ValueError:
-                    kind = "an integer" if convert is int else "a number"
-                    raise LobseqError(
-                        f"{cell.strip()!r} is not {kind}",
-                        file=path,
-                        row=number,
-                        field=name,
-                        fix="correct the cell",
-                    ) from None
+def _check_not_crossed(ask: np.ndarray, bid: np.ndarray, orderbook: Path, skip: int) -> None:
+    crossed = first_index(ask < bid)
+    if crossed is not None:
+        raise LobseqError(
+            f"crossed book: best ask {ask[crossed]} < best bid {bid[crossed]}",
+            file=orderbook,
+            row=data_line_number(orderbook, crossed, skip),
+            field="ask_price_1",
+            fix="check the export; a LOBSTER book is never crossed",
+        )
 
 
 def _raw_column(table: pa.Table, name: str) -> tuple[np.ndarray, int | None]:
