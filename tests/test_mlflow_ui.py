@@ -169,8 +169,10 @@ def test_pipeline_run_names_differ_and_tell_the_outcome(piped):
     first = mlflow.get_run(piped["first"].run_id).info.run_name
     second = mlflow.get_run(piped["second"].run_id).info.run_name
     model = piped["first"].outputs("register")["decision"]["challenger_model"]
-    assert first.startswith("ui-check · 20") and first.endswith(f"· {model} promoted v1")
-    assert second.endswith("· unchanged") and second != first
+    assert first.startswith(f"ui-check · {model} promoted v1 · 20")
+    assert second.startswith("ui-check · unchanged · 20")
+    assert "ui-check-model v1 is champion" in mlflow.get_run(piped["first"].run_id).data.tags[
+        "mlflow.note.content"]
 
 
 # ------------------------------------------------------------------ a re-run with nothing to do

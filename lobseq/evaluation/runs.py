@@ -94,14 +94,22 @@ def copy_to_training_run(training_run, ds, metrics: dict, tags: dict | None = No
     """Log `metrics` (and tags) on the model's training run when it trained on `ds`."""
     import mlflow
 
-    from lobseq.tracking import log_metrics_on
+    from lobseq.tracking import describe_training_run, log_metrics_on, set_description
 
     if training_run is None or training_run.data.tags.get("dataset_hash") != ds.hash:
         return False
-    log_metrics_on(training_run.info.run_id, metrics)
+    run_id = training_run.info.run_id
+    log_metrics_on(run_id, metrics)
     for k, v in (tags or {}).items():
-        mlflow.MlflowClient().set_tag(training_run.info.run_id, k, str(v))
+        mlflow.MlflowClient().set_tag(run_id, k, str(v))
+    set_description(describe_training_run(mlflow.MlflowClient().get_run(run_id), with_run_id=False),
+                    run_id)
     return True
+
+
+def table_description(title: str, table: str) -> str:
+    """Markdown: a bold title over the printed table (fixed width)."""
+    return f"**{title}**\n\n```\n{table}\n```"
 
 
 def run_context(model, ds, step: str, split: str, kind: str, extra_tags: dict):
@@ -127,11 +135,12 @@ def log_evaluation(ds, model, split, scores, table, y, proba, base, *, n_boot, s
     from lobseq.data.labels import class_names
     from lobseq.metrics import confusion_matrix
     from lobseq.plots import plot_confusion_matrix, plot_reliability
-    from lobseq.tracking import jsonable
+    from lobseq.tracking import jsonable, set_description
 
     names = list(class_names(ds.n_classes))
     ctx, training = run_context(model, ds, "evaluate", split, "evaluation", {})
     with ctx as run:
+        set_description(table_description(f"{run.info.run_name} on {ds.name}", table))
         mlflow.log_params({"model_uri": model.uri, "split": split, "n_boot": n_boot, "seed": seed,
                            "baselines": ",".join(base), "dataset_path": str(Path(ds.path).resolve())})
         mlflow.log_metrics(evaluation_metrics(scores, split))

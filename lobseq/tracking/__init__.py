@@ -9,12 +9,14 @@ MLflow's usage telemetry is off unless the user turned it on (`lobseq/__init__.p
 from lobseq.tracking.describe import describe_logged_model, describe_training_run, training_run_id
 from lobseq.tracking.runs import (
     KIND_TAG,
+    SEP,
     git_commit,
     jsonable,
     log_metrics_on,
     numeric,
     run_name,
     run_tags,
+    set_description,
     tracked_run,
 )
 from lobseq.tracking.store import (
@@ -28,6 +30,6 @@ from lobseq.tracking.store import (
 
 MODEL_NAME = "model"  # the pyfunc's name inside a run
 
-__all__ = ["DEFAULT_DIR", "DEFAULT_URI", "KIND_TAG", "MODEL_NAME", "artifact_root", "configure",
+__all__ = ["DEFAULT_DIR", "DEFAULT_URI", "KIND_TAG", "MODEL_NAME", "SEP", "artifact_root", "configure",
            "describe_logged_model", "describe_training_run", "ensure_experiment", "git_commit", "jsonable", "log_metrics_on",
-           "numeric", "run_name", "run_tags", "tracked_run", "tracking_uri", "training_run_id"]
+           "numeric", "run_name", "run_tags", "set_description", "tracked_run", "tracking_uri", "training_run_id"]

@@ -32,7 +32,7 @@ def _scores(split: str, m: dict, tags: dict) -> str | None:
     return text
 
 
-def describe_training_run(run) -> str:
+def describe_training_run(run, with_run_id: bool = True) -> str:
     """Markdown: architecture and hyperparameters, dataset, epochs, and val/test scores
     (with the evaluation's interval and best baseline once an evaluation logged them)."""
     p, m, t = run.data.params, run.data.metrics, run.data.tags
@@ -50,7 +50,8 @@ def describe_training_run(run) -> str:
     if "epochs_run" in m:
         lines.append(f"Epochs: {int(m['epochs_run'])} (best {int(m.get('best_epoch', 0))})")
     lines += [s for s in (_scores("test", m, t), _scores("val", m, t)) if s]
-    lines.append(f"Training run: {run.info.run_id}")
+    if with_run_id:
+        lines.append(f"Training run: {run.info.run_id}")
     return "  \n".join(lines)  # markdown line breaks
 
 

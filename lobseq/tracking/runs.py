@@ -127,6 +127,16 @@ def _end(run_id: str, status: str) -> None:
             client.set_terminated(run_id, status)
 
 
+def set_description(text: str, run_id: str | None = None) -> None:
+    """The run's description (markdown, shown at the top of its page in the UI)."""
+    import mlflow
+
+    if run_id is None:
+        mlflow.set_tag("mlflow.note.content", text)
+    else:
+        mlflow.MlflowClient().set_tag(run_id, "mlflow.note.content", text)
+
+
 def log_metrics_on(run_id: str, metrics: Mapping[str, float]) -> None:
     """Log metrics on another (e.g. finished) run, such as a model's training run."""
     import time

@@ -8,7 +8,6 @@ address `lobseq ui` prints.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -50,11 +49,9 @@ def start_ui(host: str = "127.0.0.1", port: int = 5000, workers: int = 1,
     root = artifact_root(uri)
     if root:
         cmd += ["--default-artifact-root", root]
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": os.environ.get("MLFLOW_DISABLE_TELEMETRY", "true")}
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as out:
-        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+    with open(log_path, "ab") as out:  # the environment (telemetry off: lobseq/__init__.py) is inherited
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
 def wait_until_up(proc: subprocess.Popen, host: str, port: int, timeout_s: float = 180.0,

@@ -133,6 +133,10 @@ def _log_result(result, dataset, cfg) -> None:
         _log_evaluation(result, dataset, Path(tmp))
     info = log_pyfunc(result.model, dataset, head=cfg.head, name=MODEL_NAME)
     mlflow.set_tag("model_uri", info.model_uri)
+    from lobseq.tracking import describe_training_run, set_description
+
+    set_description(describe_training_run(mlflow.get_run(mlflow.active_run().info.run_id),
+                                          with_run_id=False))
 
 
 def train_and_log(dataset_path: str | Path, cfg, experiment: str | None = None,

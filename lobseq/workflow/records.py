@@ -1,7 +1,8 @@
 """What a pipeline run records in MLflow besides its stages: params, headline metrics, the
 outcome (reuse, verdict, promotion decision) as tags, the summary table, an informative name.
 
-Pipeline run (`demo · 2026-11-30 14:05 · gru promoted v2`, `lobseq.kind=pipeline`):
+Pipeline run (`demo · gru promoted v2 · 2026-11-30 14:05`, `lobseq.kind=pipeline`;
+its description: decision, verdict and the summary table):
   params   `pipeline.*` and every stage setting as `<stage>.<key>`
   metrics  per model `<model>/<split>_macro_f1`, its interval, the best baseline, the
            comparison (`lobseq.evaluation.runs` names) and the backtest headline
@@ -119,6 +120,8 @@ def record(result, summary_text: str) -> None:
     """Into the active (pipeline) run: outcome tags, headline metrics, summary, name."""
     import mlflow
 
+    from lobseq.tracking import SEP, run_name, set_description
+
     tags, short = outcome(result)
     mlflow.set_tags(tags)
     metrics: dict[str, float] = {}
@@ -133,6 +136,19 @@ def record(result, summary_text: str) -> None:
     path = getattr(result.pipeline, "path", None)
     if path and Path(path).is_file():
         mlflow.log_text(Path(path).read_text(), "pipeline.yaml")  # as written; --set is in params
-    if short:
-        name = mlflow.active_run().info.run_name
-        mlflow.set_tag("mlflow.runName", f"{name} · {short}")
+    set_description(_description(tags, summary_text))
+    if short:  # `demo · 2026-11-30 14:05` → `demo · gru promoted v2 · 2026-11-30 14:05`
+        pipe = result.pipeline.name
+        when = mlflow.active_run().info.run_name[len(pipe) + len(SEP):]
+        mlflow.set_tag("mlflow.runName", run_name(pipe, short, when))
+
+
+def _description(tags: dict[str, str], summary_text: str) -> str:
+    lines = []
+    if "lobseq.decision" in tags:
+        lines.append(f"**{tags['lobseq.decision'].replace('_', ' ')}**: {tags['lobseq.champion']} is "
+                     f"champion — {tags['lobseq.decision_reason']}")
+    if "lobseq.verdict_detail" in tags:
+        lines.append(f"Verdict: {tags['lobseq.verdict_detail']}")
+    lines.append(f"Stages: {tags['lobseq.outcome']}")
+    return "  \n".join(lines) + f"\n\n```\n{summary_text}\n```"

@@ -47,10 +47,13 @@ def log_backtest(ds, model, split: str, br: BacktestRows, results: dict, metrics
         backtest_metrics,
         copy_to_training_run,
         run_context,
+        table_description,
     )
+    from lobseq.tracking import set_description
 
     ctx, training = run_context(model, ds, "backtest", split, "backtest", {})
     with ctx as run:
+        set_description(table_description(f"{run.info.run_name} on {ds.name}", table))
         mlflow.log_params(params)
         mlflow.log_metrics(backtest_metrics(metrics, split))
         log_backtest_artifacts(ds, br, results, table, title=f"Equity: {run.info.run_name}")
