@@ -52,7 +52,7 @@ class StageResult:
     name: str
     type: str
     status: str  # ran | skipped
-    run_id: str
+    run_id: str  # the stage's run; for a skipped stage the earlier run it reused (no new run)
     seconds: float
     outputs: dict = field(default_factory=dict)
     reused_from: str | None = None
