@@ -59,7 +59,17 @@ def test_backtest_logs_equity_plot_and_trade_log(env):
 
 def test_backtest_run_records_costs_for_model_and_baselines(env):
     metrics = _backtest_run(env).data.metrics
-    assert metrics["model_total_cost"] > 0 and "logistic_total_return" in metrics
+    assert metrics["test_bt_model_total_cost"] > 0 and "test_bt_logistic_total_return" in metrics
+
+
+def test_backtest_run_is_named_after_the_model_and_nested_under_its_training_run(env):
+    import mlflow
+
+    run = _backtest_run(env)
+    assert run.info.run_name == "gru · backtest · test"
+    assert run.data.tags["mlflow.parentRunId"] == env["run_id"]
+    training = mlflow.get_run(env["run_id"]).data.metrics
+    assert training["test_bt_model_total_return"] == run.data.metrics["test_bt_model_total_return"]
 
 
 def test_backtest_run_is_linked_to_the_model_run(env):

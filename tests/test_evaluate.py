@@ -41,10 +41,27 @@ def test_evaluation_run_is_tagged_with_the_dataset_hash(env):
     assert _run(env["scores"]["run_id"]).data.tags["dataset_hash"] == env["ds"].hash
 
 
-def test_evaluation_logs_model_and_baseline_macro_f1(env):
+def test_evaluation_logs_model_and_baseline_macro_f1_under_the_splits_name(env):
     metrics = _run(env["scores"]["run_id"]).data.metrics
-    assert {"macro_f1", "macro_f1_ci_low", "baseline_logistic_macro_f1",
-            "diff_macro_f1_vs_best_ci_high"} <= set(metrics)
+    assert {"test_macro_f1", "test_macro_f1_ci_low", "test_baseline_logistic_macro_f1",
+            "test_diff_macro_f1_vs_best_ci_high", "test_best_baseline_macro_f1"} <= set(metrics)
+    assert metrics["test_macro_f1"] == pytest.approx(env["scores"]["macro_f1"])
+
+
+def test_standalone_evaluation_nests_under_the_models_training_run(env):
+    run, training = _run(env["scores"]["run_id"]), _run(env["run_id"])
+    assert run.info.run_name == "gru · evaluate · test"
+    assert run.data.tags["mlflow.parentRunId"] == env["run_id"]
+    assert run.info.experiment_id == training.info.experiment_id
+
+
+def test_evaluation_headline_is_also_on_the_training_run(env):
+    s, metrics = env["scores"], _run(env["run_id"]).data.metrics
+    assert metrics["test_macro_f1_ci_low"] == pytest.approx(s["macro_f1_ci_low"])
+    assert metrics["test_diff_macro_f1_vs_best"] == pytest.approx(s["diff_macro_f1_vs_best"])
+    assert metrics["test_best_baseline_macro_f1"] == pytest.approx(
+        s[f"baseline_{s['best_baseline']}_macro_f1"])
+    assert _run(env["run_id"]).data.tags["test_best_baseline"] == s["best_baseline"]
 
 
 def test_evaluation_logs_confusion_matrix_and_reliability_plots(env):

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lobseq.tracking import tracking_uri
+from lobseq.tracking import run_name, tracking_uri
 from lobseq.training.config import TrainConfig
-from lobseq.training.run import flatten, run_name
+from lobseq.training.run import flatten
 
 TINY = dict(model="gru", hyper={"units": 8}, epochs=2, batch_size=128, max_train_windows=600)
 
@@ -42,8 +42,9 @@ def test_flatten_nests_with_dots_and_writes_lists_as_json():
         "data.window": "10", "data.features": "null", "data.fractions": "[0.7,0.3]", "data.x.y": "z"}
 
 
-def test_run_name_is_model_dataset_timestamp():
-    assert run_name("lstm", "sim", 0).startswith("lstm-sim-19")
+def test_run_names_read_model_then_step_then_detail():
+    assert run_name("gru", "evaluate", "test") == "gru · evaluate · test"
+    assert run_name("gru", "train", None, "") == "gru · train"
 
 
 @pytest.mark.slow
@@ -59,7 +60,8 @@ def test_run_records_config_metrics_dataset_and_artifacts(lobster_dataset, tmp_p
     assert (tmp_path / "mlruns" / "mlflow.db").is_file()
     run = mlflow.get_run(run_id)
     assert run.info.status == "FINISHED"
-    assert run.info.run_name.startswith("gru-sim-")
+    assert run.info.run_name == "gru · train"
+    assert run.data.tags["lobseq.kind"] == "train"
     exp = mlflow.get_experiment(run.info.experiment_id)
     assert exp.name == "sim"
     assert Path(exp.artifact_location.removeprefix("file://")).is_relative_to(tmp_path / "mlruns")
@@ -74,8 +76,10 @@ def test_run_records_config_metrics_dataset_and_artifacts(lobster_dataset, tmp_p
                     "recall_down", "f1_stationary"):
             assert f"{split}_{key}" in m
     history = mlflow.MlflowClient().get_metric_history(run_id, "epoch_val_loss")
-    assert [h.step for h in history] == [0, 1]
-    assert "epoch_train_accuracy" in m
+    assert [h.step for h in history] == [1, 2]  # epochs counted from 1, as on the console
+    assert {"epoch_loss", "epoch_accuracy", "epoch_val_accuracy"} <= set(m)
+    assert not [k for k in m if k.startswith("validation_")]  # no second name for val curves
+    assert m["best_epoch"] in (1, 2) and m["epochs_run"] == 2
 
     inputs = run.inputs.dataset_inputs
     assert len(inputs) == 1 and inputs[0].dataset.name == "sim"
@@ -85,7 +89,7 @@ def test_run_records_config_metrics_dataset_and_artifacts(lobster_dataset, tmp_p
     files |= {a.path for d in ("plots", "dataset") for a in mlflow.MlflowClient().list_artifacts(run_id, d)}
     assert {"plots/confusion_matrix_val.png", "plots/confusion_matrix_test.png",
             "plots/learning_curves.png", "classification_report.json",
-            "dataset/manifest.json"} <= files
+            "dataset/manifest.json", "model_summary.txt"} <= files
     report = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/classification_report.json")
     assert report["class_names"] == ["down", "stationary", "up"]
     assert sum(map(sum, report["test"]["confusion_matrix"])) == m["test_n"]
@@ -94,6 +98,8 @@ def test_run_records_config_metrics_dataset_and_artifacts(lobster_dataset, tmp_p
 
     versions = mlflow.MlflowClient().search_model_versions("name='tiny'")
     assert [v.run_id for v in versions] == [run_id]
+    assert "**gru** trained on **sim**" in versions[0].description
+    assert f"macro-F1 {m['test_macro_f1']:.4f}" in versions[0].description
 
 
 class _Boom(Exception):
@@ -185,3 +191,131 @@ def test_a_preset_designed_for_another_window_is_noted(lobster_raw, tmp_path, ml
     train_and_log(ds.path, TrainConfig(model="rnn", preset="dixon", epochs=1, max_train_windows=128,
                                        max_val_windows=64), log=said.append)
     assert any("designed for windows of 10" in s and "window is 12" in s for s in said)
+
+
+# ------------------------------------------------------------------ one run lifecycle
+
+
+def _status(run_id: str) -> str:
+    import mlflow
+
+    return mlflow.get_run(run_id).info.status
+
+
+def test_a_tracked_run_ends_finished(mlflow_store):
+    from lobseq.tracking import tracked_run
+
+    with tracked_run("ok", "test", experiment="lifecycle") as run:
+        pass
+    assert _status(run.info.run_id) == "FINISHED"
+
+
+@pytest.mark.parametrize("exc, status", [(KeyboardInterrupt(), "KILLED"), (_Boom("x"), "FAILED")])
+def test_a_tracked_run_ends_killed_on_ctrl_c_and_failed_on_an_error(mlflow_store, exc, status):
+    import mlflow
+
+    from lobseq.tracking import tracked_run
+
+    with pytest.raises(type(exc)), tracked_run("stopped", "test", experiment="lifecycle") as run:
+        raise exc
+    assert _status(run.info.run_id) == status
+    assert mlflow.active_run() is None
+
+
+def test_runs_left_open_inside_a_stopped_run_end_with_it(mlflow_store):
+    import mlflow
+
+    from lobseq.tracking import tracked_run
+
+    with pytest.raises(KeyboardInterrupt), tracked_run("outer", "test", experiment="lifecycle") as outer:
+        inner = mlflow.start_run(run_name="left open", nested=True)
+        raise KeyboardInterrupt
+    assert [_status(outer.info.run_id), _status(inner.info.run_id)] == ["KILLED", "KILLED"]
+
+
+def test_a_run_nests_under_the_active_run_in_its_experiment(mlflow_store):
+    import mlflow
+
+    from lobseq.tracking import tracked_run
+
+    with tracked_run("parent", "test", experiment="outer") as parent:
+        with tracked_run("child", "test", experiment="ignored") as child:
+            pass
+    got = mlflow.get_run(child.info.run_id)
+    assert got.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert got.info.experiment_id == parent.info.experiment_id
+    assert mlflow.get_experiment_by_name("ignored") is None
+
+
+def test_a_run_nests_under_a_given_finished_parent(mlflow_store):
+    import mlflow
+
+    from lobseq.tracking import tracked_run
+
+    with tracked_run("model's training", "test", experiment="models") as parent:
+        pass
+    with tracked_run("later evaluation", "test", experiment="fallback", parent=parent.info.run_id) as child:
+        pass
+    got = mlflow.get_run(child.info.run_id)
+    assert got.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert got.info.experiment_id == parent.info.experiment_id
+    assert mlflow.get_experiment_by_name("fallback") is None
+
+
+def test_common_tags_are_set_once_on_every_run(mlflow_store, lobster_dataset):
+    import mlflow
+
+    from lobseq.tracking import tracked_run
+
+    with tracked_run("tagged", "evaluation", experiment="tags", dataset=lobster_dataset,
+                     tags={"split": "test", "skipped": None}) as run:
+        pass
+    tags = mlflow.get_run(run.info.run_id).data.tags
+    assert {k: tags[k] for k in ("lobseq.kind", "dataset", "dataset_hash", "split")} == {
+        "lobseq.kind": "evaluation", "dataset": "sim", "dataset_hash": lobster_dataset.hash,
+        "split": "test"}
+    assert tags["lobseq_version"] and "git_commit" in tags and "skipped" not in tags
+
+
+def test_experiments_are_created_as_classic_ml_and_default_stays_empty(mlflow_store):
+    import mlflow
+
+    from lobseq.tracking import tracked_run
+
+    with tracked_run("r", "test", experiment="kinds"):
+        pass
+    exp = mlflow.get_experiment_by_name("kinds")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert mlflow.search_runs(experiment_ids=["0"], output_format="list") == []
+
+
+@pytest.mark.slow
+def test_sigterm_mid_training_ends_the_run_killed_with_exit_130(lobster_dataset, mlflow_store):
+    """A scheduler's SIGTERM behaves like Ctrl-C: the training run ends KILLED, exit code 130."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import mlflow
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-c", "from lobseq.cli import main; main()", "train",
+           str(lobster_dataset.path), "--model", "gru", "--param", "units=4", "--epochs", "500",
+           "--patience", "500", "--max-train-windows", "64", "--experiment", "sigterm"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    deadline = time.monotonic() + 300  # a safety net, not a timing assert
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("epoch 2/500") or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=120)
+    out = "".join(seen) + rest
+    assert any(s.startswith("epoch 2/500") for s in seen), out[-2000:]
+    assert proc.returncode == 130, out[-2000:]
+    assert "Interrupted." in rest
+    runs = mlflow.search_runs(experiment_names=["sigterm"], output_format="list")
+    assert [r.info.status for r in runs] == ["KILLED"]

@@ -129,7 +129,28 @@ def test_parent_holds_oos_and_fold_aggregates(logged):
 
     metrics = mlflow.get_run(logged["run_id"]).data.metrics
     assert {"oos_macro_f1", "oos_macro_f1_ci_low", "oos_baseline_logistic_macro_f1",
-            "fold_macro_f1_mean", "fold_macro_f1_sd", "bt_model_total_return"} <= set(metrics)
+            "fold_macro_f1_mean", "fold_macro_f1_sd", "oos_bt_model_total_return"} <= set(metrics)
+
+
+@pytest.mark.slow
+def test_parent_logs_aggregates_and_folds_the_detail(logged):
+    import mlflow
+
+    parent = mlflow.get_run(logged["run_id"])
+    names = set(parent.data.metrics)
+    # every baseline's full metric set and every backtest of a baseline stay out of the parent
+    assert not [k for k in names if k.startswith("oos_baseline_") and not k.endswith("_macro_f1")]
+    assert not [k for k in names if k.startswith("oos_bt_") and not k.startswith(("oos_bt_model_",
+                                                                                  "oos_bt_buy_and_hold_"))]
+    assert len(names) < 50
+    assert parent.info.run_name == "gru · walkforward"
+    children = mlflow.search_runs([parent.info.experiment_id], output_format="list",
+                                  filter_string=f"tags.mlflow.parentRunId = '{logged['run_id']}'")
+    fold = children[0].data.metrics
+    assert {"test_macro_f1", "test_baseline_logistic_macro_f1", "best_epoch", "epoch_loss"} <= set(fold)
+    assert fold["best_epoch"] == 1  # one epoch, counted from 1
+    assert sorted(c.info.run_name for c in children) == ["gru · walkforward · fold 0",
+                                                          "gru · walkforward · fold 1"]
 
 
 @pytest.mark.slow

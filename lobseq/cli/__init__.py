@@ -53,5 +53,12 @@ for _name in _AREAS:
             raise
 
 
+def _sigterm_as_ctrl_c(signum, frame):
+    raise KeyboardInterrupt  # systemd/cron/kill stop jobs with SIGTERM: runs end KILLED, exit 130
+
+
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _sigterm_as_ctrl_c)
     cli(prog_name="lobseq")

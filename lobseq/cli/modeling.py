@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -79,8 +78,8 @@ def train(dataset, model_name, preset, params, head, epochs, batch_size, learnin
 
     from lobseq.training.run import train_and_log
 
-    verbose = 1 if sys.stdout.isatty() else 2  # bar on a terminal, one line per epoch in logs
-    run_id = train_and_log(dataset, cfg, experiment=experiment, register=register, verbose=verbose,
+    # progress on stderr: a bar with an ETA on a terminal, one line per epoch in a log
+    run_id = train_and_log(dataset, cfg, experiment=experiment, register=register, verbose=1,
                            log=click.echo)
     run = mlflow.get_run(run_id)
     click.echo(f"Run id: {run_id}")
@@ -106,18 +105,22 @@ def models(ctx):
 @cli.command()
 @click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
 def ui(port):
-    """Open the MLflow UI on the project's store (http://127.0.0.1:PORT)."""
-    from lobseq.tracking import artifact_root, configure
+    """Open the MLflow UI on the project's store, on its classic training view.
 
-    uri = configure()  # creates mlruns/ so the UI starts on an empty store too
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
-           "--port", str(port)]
-    root = artifact_root(uri)
-    if root:
-        cmd += ["--default-artifact-root", root]
-    click.echo(f"MLflow UI on http://127.0.0.1:{port}  (store {uri}); Ctrl-C stops it")
-    env = dict(os.environ)
-    env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    sys.stdout.flush()
-    # Become the UI process: Ctrl-C and kill reach the server itself, no orphaned workers.
-    os.execve(sys.executable, cmd, env)
+    Prints the address once the server answers (starting takes 10-30 s on 2 cores);
+    the server's own log goes to mlruns/ui.log. Ctrl-C stops it.
+    """
+    from lobseq.tracking.ui import start_ui, stop_ui, ui_url, wait_until_up
+
+    host = "127.0.0.1"
+    click.echo("Starting the MLflow UI (log: mlruns/ui.log) ...", err=True)
+    proc = start_ui(host, port)
+    try:
+        wait_until_up(proc, host, port)
+        click.echo(f"MLflow UI on {ui_url(host, port)}  (Ctrl-C stops it)")
+        sys.stdout.flush()
+        if proc.wait():
+            raise click.ClickException(f"the MLflow UI exited with code {proc.returncode} "
+                                       "(see mlruns/ui.log)")
+    finally:
+        stop_ui(proc)

@@ -33,17 +33,16 @@ Conventions (every number in a report follows from these):
   without a finite positive mid (or bid/ask with `at_touch`) are dropped
   first. Risk metrics use P&L summed per calendar day of the row timestamps
   (all instruments together) and `periods_per_year` (252 trading days).
-* **MLflow.** Each evaluation or backtest is its own run in the dataset's
-  experiment (or nested in the active run, in its experiment), tagged
+* **MLflow.** Each evaluation or backtest is its own run, tagged
   `lobseq.model_run_id`, `lobseq.model_uri`, `dataset`, `dataset_hash`,
-  `split`, `lobseq.kind` (`evaluation` | `backtest`).
+  `split`, `lobseq.kind` (`evaluation` | `backtest`); where it lands, its name,
+  its metric names and the scores it copies onto the model's training run:
+  `lobseq.evaluation.runs`.
 """
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
@@ -51,7 +50,6 @@ from lobseq.data.splits import SPLIT_NAMES
 from lobseq.errors import LobseqError
 from lobseq.evaluation.baselines import BASELINE_NAMES, baseline_probas, fit_baselines
 from lobseq.serving.loader import LoadedModel, load_logged_model
-from lobseq.tracking import _jsonable, _numeric, mlflow_run
 
 TABLE_METRICS = ("macro_f1", "accuracy", "weighted_f1", "mcc", "cohen_kappa", "log_loss", "brier")
 
@@ -221,49 +219,10 @@ def evaluate_model(model_uri: str, dataset_path, split: str = "test", *, n_boot:
     if log:
         log(table)
     if log_to_mlflow:
-        scores["run_id"] = _log_evaluation(ds, model, split, scores, table, y, proba, base,
-                                           n_boot=n_boot, seed=seed)
+        from lobseq.evaluation.runs import log_evaluation
+
+        scores["run_id"] = log_evaluation(ds, model, split, scores, table, y, proba, base,
+                                          n_boot=n_boot, seed=seed)
         if log:
             log(f"MLflow run {scores['run_id']}")
     return scores
-
-
-def _log_evaluation(ds, model, split, scores, table, y, proba, base, *, n_boot, seed) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import mlflow
-
-    from lobseq.data.labels import class_names
-    from lobseq.metrics import confusion_matrix
-    from lobseq.plots import plot_confusion_matrix, plot_reliability
-
-    names = list(class_names(ds.n_classes))
-    tags = {"lobseq.kind": "evaluation", "lobseq.model_run_id": model.run_id,
-            "lobseq.model_uri": model.uri, "split": split}
-    with mlflow_run(ds, f"evaluate-{ds.name}-{split}", tags) as run:
-        mlflow.log_params({"model_uri": model.uri, "split": split, "n_boot": n_boot, "seed": seed,
-                           "baselines": ",".join(base), "dataset_path": str(Path(ds.path).resolve())})
-        mlflow.log_metrics(_numeric(scores))
-        cm = confusion_matrix(y, proba.argmax(axis=1), ds.n_classes)
-        with tempfile.TemporaryDirectory(prefix="lobseq-eval-") as tmp:
-            tmp = Path(tmp)
-            plot_confusion_matrix(cm, names, tmp / "confusion_matrix.png",
-                                  title=f"Confusion matrix ({split})")
-            plot_reliability(y, proba, tmp / "reliability.png")
-            plot_reliability(y, proba, tmp / "reliability_per_class.png", mode="one_vs_rest",
-                             class_names=names)
-            for f in ("confusion_matrix.png", "reliability.png", "reliability_per_class.png"):
-                mlflow.log_artifact(str(tmp / f), "plots")
-        mlflow.log_text(table, "evaluation_table.txt")
-        report = {**_jsonable(scores), "confusion_matrix": cm.tolist(), "class_names": names,
-                  "baseline_confusion_matrices": {
-                      n: confusion_matrix(y, p.argmax(axis=1), ds.n_classes).tolist()
-                      for n, p in base.items()}}
-        report.pop("run_id", None)
-        mlflow.log_dict(report, "evaluation.json")
-        return run.info.run_id
-
-
-# ------------------------------------------------------------------ backtest
-

@@ -27,16 +27,23 @@ Conventions:
 * **Scaler.** Re-fitted per fold on the rows its training windows cover.
 * **Baselines** per fold are fitted on the fold's training windows (inner
   training + validation tail) and scored on the same test windows.
-* **MLflow.** One parent run (``lobseq.kind=walkforward``) with one nested run
-  per fold; the parent holds the out-of-sample scores over the concatenated
-  test predictions (with block-bootstrap intervals), mean and sd over folds,
-  the stitched backtest over all test rows (`lobseq.evaluate` backtest
-  conventions), the fold table and the OOS predictions.
+* **MLflow.** One parent run (``<model> · walkforward``, ``lobseq.kind=walkforward``;
+  nested under the active run, else in the dataset's experiment) with one nested
+  run per fold (``<model> · walkforward · fold <k>``: the fold's rows as params,
+  its ``test_*`` scores and baselines' ``test_baseline_<name>_macro_f1``, its
+  per-epoch curves). The parent logs aggregates only: the model's out-of-sample
+  scores over the concatenated test predictions (``oos_<metric>``, macro-F1 with
+  its block-bootstrap interval), each baseline's ``oos_baseline_<name>_macro_f1``
+  and the comparison with the best one, mean and sd over folds, and the
+  headline of the stitched backtest over all test rows (``oos_bt_model_*``,
+  `lobseq.evaluation.evaluate` backtest conventions); every score is in
+  ``walkforward.json``, with the fold table and the OOS predictions.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict
 
 import numpy as np
@@ -80,12 +87,12 @@ def walk_forward(dataset_path, train_cfg, cfg: WalkForwardConfig | None = None, 
     say = log or (lambda _m: None)
     say(f"Walk-forward on {ds.name}: {len(folds)} fold(s) by {by}, {cfg.mode}")
 
-    parent = _start_parent(ds, train_cfg, cfg, by, len(folds)) if log_to_mlflow else None
-    try:
+    with _parent_run(ds, train_cfg, cfg, by, len(folds)) if log_to_mlflow else nullcontext() as parent:
         fold_rows, oos = [], {"ends": [], "fold": [], "proba": [], **{b: [] for b in BASELINE_NAMES}}
         for fold in folds:
             view = fold_view(ds, fold)
-            result = fit(view, train_cfg, verbose=verbose)
+            fold_run = _start_fold(ds, fold, train_cfg) if log_to_mlflow else None  # closed by _log_fold
+            result = fit(view, train_cfg, callbacks=_epoch_callbacks(fold_run), verbose=verbose)
             te = fold.ends["test"]
             proba = np.asarray(result.test_pred, dtype=np.float64)
             fit_ends = np.concatenate([fold.ends["train"], fold.ends["val"]])
@@ -93,7 +100,7 @@ def walk_forward(dataset_path, train_cfg, cfg: WalkForwardConfig | None = None, 
                                                  seed=cfg.seed), ds, te)
             y = np.asarray(ds.labels[te], dtype=np.int64)
             scores = _fold_scores(y, proba, base, ds.n_classes)
-            info = {**fold.describe(ds), "best_epoch": result.best_epoch,
+            info = {**fold.describe(ds), "best_epoch": result.best_epoch + 1,
                     "epochs_run": len(result.history.get("loss", [])), **scores}
             fold_rows.append(info)
             oos["ends"].append(te)
@@ -104,8 +111,8 @@ def walk_forward(dataset_path, train_cfg, cfg: WalkForwardConfig | None = None, 
             say(f"  fold {fold.index}: train rows {fold.train_rows[0]}..{fold.train_rows[1] - 1}, "
                 f"test rows {fold.test_rows[0]}..{fold.test_rows[1] - 1}: macro-F1 "
                 f"{scores['test_macro_f1']:.4f} (logistic {scores['baseline_logistic_macro_f1']:.4f})")
-            if log_to_mlflow:
-                _log_fold(ds, fold, info, result)
+            if fold_run is not None:
+                _log_fold(fold_run, fold, ds, info)
 
         ends = np.concatenate(oos["ends"])
         proba = np.concatenate(oos["proba"])
@@ -140,16 +147,7 @@ def walk_forward(dataset_path, train_cfg, cfg: WalkForwardConfig | None = None, 
             out["run_id"] = parent.info.run_id
             _log_parent(ds, out, fold_rows, br, results, table, bt_table, ends, y, proba)
         out["folds"] = fold_rows
-    except KeyboardInterrupt:
-        if parent is not None:
-            _end(parent, "KILLED")
-        raise
-    except BaseException:
-        if parent is not None:
-            _end(parent, "FAILED")
-        raise
     if parent is not None:
-        _end(parent, "FINISHED")
         say(f"MLflow run {out['run_id']}")
     return out
 
@@ -157,60 +155,69 @@ def walk_forward(dataset_path, train_cfg, cfg: WalkForwardConfig | None = None, 
 # ------------------------------------------------------------------ MLflow
 
 
-def _start_parent(ds, train_cfg, cfg: WalkForwardConfig, by: str, n_folds: int):
+@contextmanager
+def _parent_run(ds, train_cfg, cfg: WalkForwardConfig, by: str, n_folds: int):
+    """The walk-forward's run, with the training and walk-forward settings as params."""
     import mlflow
 
-    from lobseq import __version__
-    from lobseq.tracking import configure, ensure_experiment, git_commit
+    from lobseq.tracking import run_name, tracked_run
     from lobseq.training.run import run_params
 
-    tags = {"dataset": ds.name, "dataset_hash": ds.hash, "lobseq_version": __version__,
-            "lobseq.kind": "walkforward", "model": train_cfg.model}
-    commit = git_commit()
-    if commit:
-        tags["git_commit"] = commit
-    name = f"walkforward-{train_cfg.model}-{ds.name}"
-    active = mlflow.active_run()
-    if active is not None:
-        run = mlflow.start_run(experiment_id=active.info.experiment_id, run_name=name, nested=True,
-                               tags=tags)
-    else:
-        configure()
-        run = mlflow.start_run(experiment_id=ensure_experiment(ds.name), run_name=name, tags=tags)
     params = run_params(ds, train_cfg)
     params.update({f"walkforward.{k}": str(v) for k, v in asdict(cfg).items()})
     params.update({"walkforward.by_resolved": by, "walkforward.n_folds": str(n_folds)})
-    mlflow.log_params(params)
-    return run
+    with tracked_run(run_name(train_cfg.model, "walkforward"), "walkforward", experiment=ds.name,
+                     dataset=ds, tags={"model": train_cfg.model}) as run:
+        mlflow.log_params(params)
+        yield run
 
 
-def _end(run, status: str) -> None:
+def _start_fold(ds, fold: Fold, train_cfg):
+    """Enter the fold's nested run; `_log_fold` ends it (the parent ends it on an error)."""
     import mlflow
 
-    active = mlflow.active_run()
-    while active is not None and active.info.run_id != run.info.run_id:
-        mlflow.end_run("FAILED" if status != "FINISHED" else status)  # a fold run left open
-        active = mlflow.active_run()
-    if active is not None:
-        mlflow.end_run(status)
+    from lobseq.tracking import run_name, tracked_run
+
+    ctx = tracked_run(run_name(train_cfg.model, "walkforward", f"fold {fold.index}"),
+                      "walkforward_fold", dataset=ds, tags={"fold": fold.index, "model": train_cfg.model})
+    ctx.__enter__()
+    mlflow.log_params({k: str(v) for k, v in fold.describe(ds).items()})
+    return ctx
 
 
-def _log_fold(ds, fold: Fold, info: dict, result) -> None:
+def _epoch_callbacks(fold_run) -> list:
+    if fold_run is None:
+        return []
+    from lobseq.training.callbacks import EpochMetrics
+
+    return [EpochMetrics()]
+
+
+def _log_fold(fold_run, fold: Fold, ds, info: dict) -> None:
+    """The fold's scores (`test_*`, `test_baseline_<name>_macro_f1`, `best_epoch`), then end its run."""
     import mlflow
 
-    from lobseq.tracking import _numeric
+    from lobseq.tracking import numeric
 
-    parent = mlflow.active_run()
-    with mlflow.start_run(run_name=f"fold-{fold.index}", nested=True,
-                          experiment_id=parent.info.experiment_id,
-                          tags={"lobseq.kind": "walkforward_fold", "fold": str(fold.index),
-                                "dataset": ds.name, "dataset_hash": ds.hash}):
-        mlflow.log_params({k: str(v) for k, v in fold.describe(ds).items()})
-        mlflow.log_metrics(_numeric({k: v for k, v in info.items() if k.startswith(("test_", "baseline_"))
-                                     or k in ("best_epoch", "epochs_run")}))
-        for epoch in range(len(result.history.get("loss", []))):
-            mlflow.log_metrics({f"epoch_{k}": float(v[epoch]) for k, v in result.history.items()
-                                if epoch < len(v)}, step=epoch)
+    metrics = {(f"test_{k}" if k.startswith("baseline_") else k): v for k, v in info.items()
+               if k.startswith(("test_", "baseline_")) or k in ("best_epoch", "epochs_run")}
+    mlflow.log_metrics(numeric(metrics))
+    fold_run.__exit__(None, None, None)
+
+
+def _parent_metrics(out: dict) -> dict[str, float]:
+    """Aggregates only: OOS headline and table metrics, fold mean/sd, the backtest's headline."""
+    from lobseq.evaluation.evaluate import TABLE_METRICS
+    from lobseq.evaluation.runs import backtest_headline, evaluation_headline
+    from lobseq.tracking import numeric
+
+    oos = {k[len("oos_"):]: v for k, v in out.items() if k.startswith("oos_")}
+    metrics = evaluation_headline(oos, "oos")
+    metrics.update({f"oos_{k}": oos[k] for k in (*TABLE_METRICS, "n") if k in oos})
+    metrics.update({k: v for k, v in out.items() if k.startswith("fold_") or k == "n_folds"})
+    metrics.update(backtest_headline({k[len("bt_"):]: v for k, v in out.items()
+                                      if k.startswith("bt_")}, "oos"))
+    return numeric(metrics)
 
 
 def _log_parent(ds, out, fold_rows, br, results, table, bt_table, ends, y, proba) -> None:
@@ -218,12 +225,12 @@ def _log_parent(ds, out, fold_rows, br, results, table, bt_table, ends, y, proba
 
     from lobseq.data.labels import class_names
     from lobseq.evaluation.backtest.report import log_backtest_artifacts
-    from lobseq.evaluation.evaluate import _jsonable
-    from lobseq.tracking import _numeric
+    from lobseq.tracking import jsonable
 
-    mlflow.log_metrics(_numeric(out))
+    mlflow.log_metrics(_parent_metrics(out))
+    mlflow.log_dict(jsonable({k: v for k, v in out.items() if k != "folds"}), "walkforward.json")
     mlflow.log_text(table, "walkforward_table.txt")
-    mlflow.log_dict({"folds": _jsonable({"f": fold_rows})["f"]}, "folds.json")
+    mlflow.log_dict({"folds": jsonable({"f": fold_rows})["f"]}, "folds.json")
     frame = pd.DataFrame({"row": ends, "timestamp": pd.to_datetime(np.asarray(ds.timestamps[ends])),
                           "label": y})
     for k, name in enumerate(class_names(ds.n_classes)):

@@ -98,10 +98,18 @@ def decide(challenger: Mapping[str, Any], champion: Mapping[str, Any] | None,
                           f"by {gain:.4f} > {rule.margin:g}", **base)
 
 
-def register(model_uri: str, name: str, tags: Mapping[str, str] | None = None) -> str:
+def register(model_uri: str, name: str, tags: Mapping[str, str] | None = None,
+             description: str | None = None) -> str:
+    """Register `model_uri` as a new version of `name`; returns the version. The version's
+    description (default: architecture, dataset and scores of the training run) shows in the UI."""
     import mlflow
 
+    from lobseq.tracking.describe import describe_logged_model
+
     mv = mlflow.register_model(model_uri, name, tags=dict(tags or {}))
+    description = description if description is not None else describe_logged_model(model_uri)
+    if description:
+        mlflow.MlflowClient().update_model_version(name, mv.version, description=description)
     return str(mv.version)
 
 

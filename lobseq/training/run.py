@@ -2,27 +2,26 @@
 
     run_id = train_and_log("data/processed/sim", TrainConfig(model="lstm"))
 
-A run records params `data.*`, `model.*`, `train.*`; per-epoch metrics; val/test
-metrics; the dataset as an MLflow input; plots and the report; the model as a
-pyfunc (`lobseq.training.package`).
+A run (`gru · train`, `lobseq.kind=train`) records params `data.*`, `model.*`,
+`train.*`; per-epoch curves `epoch_*` (`lobseq.training.callbacks`); the final
+scores of the restored best model `val_*`/`test_*`, `best_epoch` (counted from
+1), `epochs_run`; the dataset as an MLflow input; plots and the report; the model
+as a pyfunc (`lobseq.training.package`). Evaluations and backtests of the model
+on its own dataset later add their headline scores (`test_macro_f1_ci_low`,
+`test_diff_macro_f1_vs_best`, ...; see `lobseq.evaluation.runs`).
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from lobseq.errors import LobseqError
-from lobseq.tracking import MODEL_NAME, configure, ending, ensure_experiment, run_tags
-
-
-def run_name(model: str, dataset: str, when: float | None = None) -> str:
-    return f"{model}-{dataset}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(when))}"
+from lobseq.tracking import MODEL_NAME, configure, run_name, tracked_run
 
 
 def flatten(prefix: str, obj) -> dict[str, str]:
@@ -66,25 +65,6 @@ def _dataset_input(dataset, rows: int = 256):
                                        targets="label", name=dataset.name, digest=dataset.hash[:36])
 
 
-def _epoch_logger():
-    import keras
-    import mlflow
-
-    class MlflowEpochLogger(keras.callbacks.Callback):
-        """Logs Keras' per-epoch logs as `epoch_train_<m>` / `epoch_val_<m>`, step = epoch."""
-
-        def on_epoch_end(self, epoch, logs=None):
-            metrics = {}
-            for key, value in (logs or {}).items():
-                if key == "learning_rate":
-                    continue
-                name = f"epoch_{key}" if key.startswith("val_") else f"epoch_train_{key}"
-                metrics[name] = float(value)
-            mlflow.log_metrics(metrics, step=epoch)
-
-    return MlflowEpochLogger()
-
-
 def _log_evaluation(result, dataset, out: Path) -> None:
     """Confusion matrices, learning curves and the classification report as artifacts."""
     import mlflow
@@ -94,7 +74,7 @@ def _log_evaluation(result, dataset, out: Path) -> None:
     from lobseq.plots import plot_confusion_matrix, plot_learning_curves
 
     report = {"dataset": dataset.name, "dataset_hash": dataset.hash, "head": result.config.head,
-              "best_epoch": result.best_epoch, "history": result.history}
+              "best_epoch": result.best_epoch + 1, "history": result.history}
     if result.config.head == "classification":
         names = list(class_names(dataset.n_classes))
         report["class_names"] = names
@@ -118,28 +98,13 @@ def _log_evaluation(result, dataset, out: Path) -> None:
     mlflow.log_dict(report, "classification_report.json")
 
 
-def train_and_log(dataset_path: str | Path, cfg, experiment: str | None = None,
-                  register: str | None = None, verbose: int | str = 0,
-                  callbacks: list | None = None, log=print) -> str:
-    """Train `cfg` on the dataset at `dataset_path` inside an MLflow run; returns the run id.
-
-    A Ctrl-C ends the run KILLED, any other exception FAILED; nothing is
-    registered then. `register` names a registered model to add the logged
-    pyfunc to once the run has finished.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")  # artifacts only; never open a window
-    import mlflow
-
-    from lobseq.data.store import load_dataset
+def _check_before_run(dataset, cfg, log) -> dict[str, str]:
+    """Everything that can fail on bad settings fails here, before a run exists; returns params."""
     from lobseq.models import build
-    from lobseq.training.fit import fit
 
-    dataset = load_dataset(dataset_path)
     cfg.validate()
-    params = run_params(dataset, cfg)  # unknown hyperparameters fail before a run exists
-    # So does a model that can't take this dataset (e.g. deeplob without the raw book).
+    params = run_params(dataset, cfg)  # unknown hyperparameters
+    # A model that can't take this dataset (e.g. deeplob without the raw book).
     build(cfg.model, (dataset.window, dataset.n_features), dataset.n_classes, head=cfg.head,
           **cfg.model_hyperparameters())
     if cfg.preset:
@@ -149,30 +114,69 @@ def train_and_log(dataset_path: str | Path, cfg, experiment: str | None = None,
         if intended and intended != dataset.window:
             log(f"Note: preset {cfg.preset!r} was designed for windows of {intended}; this dataset's "
                 f"window is {dataset.window} (re-ingest with --window {intended} to match it)")
+    return params
+
+
+def _log_result(result, dataset, cfg) -> None:
+    """Into the active run: final scores, epochs, class weights, plots and report, the model."""
+    import mlflow
+
+    from lobseq.training.package import log_pyfunc
+
+    mlflow.log_metrics({k: float(v) for k, v in result.metrics.items()})
+    mlflow.log_metrics({"best_epoch": result.best_epoch + 1,  # counted from 1, as on the console
+                        "epochs_run": len(result.history.get("loss", [])),
+                        "train_windows": result.train_windows, "train_seconds": result.seconds})
+    if result.class_weight:
+        mlflow.log_dict({str(k): v for k, v in result.class_weight.items()}, "class_weight.json")
+    with tempfile.TemporaryDirectory(prefix="lobseq-run-") as tmp:
+        _log_evaluation(result, dataset, Path(tmp))
+    info = log_pyfunc(result.model, dataset, head=cfg.head, name=MODEL_NAME)
+    mlflow.set_tag("model_uri", info.model_uri)
+    from lobseq.tracking import describe_training_run, set_description
+
+    set_description(describe_training_run(mlflow.get_run(mlflow.active_run().info.run_id),
+                                          with_run_id=False))
+
+
+def train_and_log(dataset_path: str | Path, cfg, experiment: str | None = None,
+                  register: str | None = None, verbose: int | str = 0,
+                  callbacks: list | None = None, log=print) -> str:
+    """Train `cfg` on the dataset at `dataset_path` inside an MLflow run; returns the run id.
+
+    The run (`<model> · train`) is nested under the active run when there is one
+    (a pipeline's train stage), else top-level in `experiment` (default: the
+    dataset's name). A Ctrl-C (or SIGTERM in the CLI) ends it KILLED, any other
+    exception FAILED; nothing is registered then. `register` names a registered
+    model to add the logged pyfunc to once the run has finished. `verbose`
+    (non-zero) shows a progress line with an ETA on stderr.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # artifacts only; never open a window
+    import mlflow
+
+    from lobseq.data.store import load_dataset
+
+    dataset = load_dataset(dataset_path)
+    params = _check_before_run(dataset, cfg, log)
+    from lobseq.training.callbacks import EpochMetrics, Progress
+    from lobseq.training.fit import fit
+
     configure()
-    experiment_id = ensure_experiment(experiment or dataset.name)
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name(cfg.model, dataset.name),
-                           tags=run_tags(dataset, model=cfg.model, head=cfg.head))
-    run_id = run.info.run_id
-    log(f"MLflow run {run_id} ({run.info.run_name}) in experiment {experiment or dataset.name}")
-    with ending(run):
+    with tracked_run(run_name(cfg.model, "train"), "train", experiment=experiment or dataset.name,
+                     dataset=dataset, tags={"model": cfg.model, "head": cfg.head}) as run:
+        run_id = run.info.run_id
+        where = mlflow.get_experiment(run.info.experiment_id).name
+        log(f"MLflow run {run_id} ({run.info.run_name}) in experiment {where}")
         mlflow.log_params(params)
         with warnings.catch_warnings():  # the int8 label column makes MLflow hint about NaNs
             warnings.simplefilter("ignore", UserWarning)
             mlflow.log_input(_dataset_input(dataset), context="training")
         mlflow.log_artifact(str(Path(dataset.path) / "manifest.json"), "dataset")
-        result = fit(dataset, cfg, callbacks=[_epoch_logger(), *(callbacks or [])], verbose=verbose)
-        mlflow.log_metrics({k: float(v) for k, v in result.metrics.items()})
-        mlflow.log_metrics({"best_epoch": result.best_epoch, "epochs_run": len(result.history.get("loss", [])),
-                            "train_windows": result.train_windows, "train_seconds": result.seconds})
-        if result.class_weight:
-            mlflow.log_dict({str(k): v for k, v in result.class_weight.items()}, "class_weight.json")
-        with tempfile.TemporaryDirectory(prefix="lobseq-run-") as tmp:
-            _log_evaluation(result, dataset, Path(tmp))
-        from lobseq.training.package import log_pyfunc
-
-        info = log_pyfunc(result.model, dataset, head=cfg.head, name=MODEL_NAME)
-        mlflow.set_tag("model_uri", info.model_uri)
+        progress = [Progress()] if verbose else []
+        result = fit(dataset, cfg, callbacks=[EpochMetrics(), *progress, *(callbacks or [])])
+        _log_result(result, dataset, cfg)
     if register:
         version = register_model(run_id, register)
         log(f"Registered {register} version {version}")
@@ -205,6 +209,8 @@ def register_model(run_id: str, name: str) -> str:
         raise LobseqError(f"run {run_id} ended {run.info.status}; only finished runs are registered",
                           field="run_id")
     from lobseq.registry import register
+    from lobseq.tracking import describe_training_run
 
     tags = {"dataset_hash": run.data.tags.get("dataset_hash", ""), "run_id": run_id}
-    return register(logged_model_uri(run_id), name, tags=tags)
+    return register(logged_model_uri(run_id), name, tags=tags,
+                    description=describe_training_run(run))

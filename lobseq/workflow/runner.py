@@ -1,16 +1,21 @@
-"""Run a pipeline: the lock, one parent MLflow run, each stage nested or skipped when unchanged."""
+"""Run a pipeline: the lock, one parent MLflow run, each stage nested or skipped when unchanged.
+
+Runs (all through `lobseq.tracking.tracked_run`, in the pipeline's experiment):
+the pipeline run; under it one run per stage that runs (named after the stage,
+tagged with its `lobseq.stage_key`); under those the runs the stage's library
+calls start (`gru · train`, `gru · evaluate · test`, ...). A skipped stage makes
+no run: the pipeline run records which earlier run it reused
+(`lobseq.workflow.records`), so a re-run with nothing to do adds one run only.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from lobseq.errors import LobseqError
 from lobseq.io import canonical_json, sha256_bytes
@@ -47,7 +52,7 @@ class StageResult:
     name: str
     type: str
     status: str  # ran | skipped
-    run_id: str
+    run_id: str  # the stage's run; for a skipped stage the earlier run it reused (no new run)
     seconds: float
     outputs: dict = field(default_factory=dict)
     reused_from: str | None = None
@@ -90,118 +95,86 @@ def _previous_run(experiment_id: str, key: str):
     return None, None
 
 
-def _flat_params(settings: dict) -> dict[str, str]:
-    flat: dict[str, str] = {}
-
-    def walk(prefix: str, v: Any) -> None:
-        if isinstance(v, dict):
-            for k, x in v.items():
-                walk(f"{prefix}.{k}" if prefix else str(k), x)
-        else:
-            flat[prefix] = str(v)[:500]
-
-    walk("", settings)
-    return dict(list(flat.items())[:100])
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """systemd and cron stop jobs with SIGTERM: treat it like Ctrl-C (runs end KILLED)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
 def run_pipeline(path_or_pipeline: str | Path | Pipeline, overrides: list[str] | tuple = (),
-                 force: bool = False, log: Callable[[str], None] = print,
-                 lock: bool = True) -> PipelineResult:
-    """Validate, take the lock, run each stage as a nested MLflow run (or reuse an unchanged one)."""
+                 force: bool = False, log: Callable[[str], None] = print, lock: bool = True,
+                 summary: Callable[[PipelineResult], str] | None = None) -> PipelineResult:
+    """Validate, take the lock, run each stage as a nested MLflow run (or reuse an unchanged one).
+
+    `summary(result)` is the text saved as the pipeline run's summary.txt (default:
+    `lobseq.workflow.report.summary_table`).
+    """
     from lobseq.locks import run_lock
 
     pipe = path_or_pipeline if isinstance(path_or_pipeline, Pipeline) \
         else load_pipeline(path_or_pipeline, overrides)
     ctx_lock = run_lock(pipe.lock, what=f"run of pipeline '{pipe.name}'") if lock \
         else contextlib.nullcontext()
-    with ctx_lock, _sigterm_as_interrupt():
-        return _run(pipe, force, log)
+    with ctx_lock:
+        return _run(pipe, force, log, summary)
 
 
-def _run(pipe: Pipeline, force: bool, log: Callable[[str], None]) -> PipelineResult:
-    # Runs are driven through the client, never the fluent "active run": the
-    # library calls a stage makes (train_and_log, evaluate) start their own runs.
-    from mlflow import MlflowClient
-    from mlflow.entities import Param
+def _run(pipe: Pipeline, force: bool, log: Callable[[str], None],
+         summary: Callable[[PipelineResult], str] | None) -> PipelineResult:
+    import mlflow
 
-    from lobseq import tracking
+    from lobseq.tracking import configure, run_name, tracked_run
+    from lobseq.workflow import records
 
     _check_inputs_exist(pipe)  # a missing input folder fails before any MLflow run exists
-    tracking.configure()
-    exp_id = tracking.ensure_experiment(pipe.experiment)
-    c = MlflowClient()
-    results: list[StageResult] = []
-    outputs: dict[str, dict] = {}
-    parent = c.create_run(exp_id, run_name=f"pipeline:{pipe.name}",
-                          tags={"lobseq.pipeline": pipe.name, "lobseq.pipeline_file": str(pipe.path)})
-    parent_id = parent.info.run_id
-    status = "FAILED"
-    log(f"Pipeline {pipe.name}: {len(pipe.stages)} stage(s), MLflow run {parent_id}")
-    try:
+    configure()
+    name = run_name(pipe.name, time.strftime("%Y-%m-%d %H:%M"))
+    tags = {"lobseq.pipeline": pipe.name, "lobseq.pipeline_file": str(pipe.path)}
+    with tracked_run(name, "pipeline", experiment=pipe.experiment, tags=tags) as parent:
+        log(f"Pipeline {pipe.name}: {len(pipe.stages)} stage(s), MLflow run {parent.info.run_id}")
+        mlflow.log_params(records.pipeline_params(pipe, force))
+        results: list[StageResult] = []
+        outputs: dict[str, dict] = {}
         for stage in pipe.stages:
             ctx = StageContext(pipe, stage, [outputs[a.name] for a in pipe.ancestors(stage)], log)
-            kind = STAGES[stage.type]
-            key = stage_key(stage, kind.inputs(ctx))
-            t0 = time.perf_counter()
-            prev, prev_out = (None, None) if force else _previous_run(exp_id, key)
-            tags = {STAGE_KEY_TAG: key, "lobseq.stage": stage.name, "lobseq.stage_type": stage.type,
-                    "mlflow.parentRunId": parent_id}
-            if prev is not None and kind.valid(prev_out):
-                r = c.create_run(exp_id, run_name=stage.name,
-                                 tags={**tags, "lobseq.reused_from": prev.info.run_id,
-                                       OUTPUTS_TAG: prev.data.tags[OUTPUTS_TAG]})
-                c.set_terminated(r.info.run_id, "FINISHED")
-                log(f"[{stage.name}] unchanged since run {prev.info.run_id[:8]}: skipped")
-                res = StageResult(stage.name, stage.type, "skipped", r.info.run_id,
-                                  time.perf_counter() - t0, prev_out, prev.info.run_id)
-            else:
-                log(f"[{stage.name}] running ({stage.type})")
-                r = c.create_run(exp_id, run_name=stage.name, tags=tags)
-                ctx.run_id = r.info.run_id
-                flat = _flat_params(stage.settings)
-                if flat:
-                    c.log_batch(r.info.run_id, params=[Param(k, v) for k, v in flat.items()])
-                try:
-                    out = _jsonable(kind.run(ctx))
-                    text = json.dumps(out, sort_keys=True)
-                    c.log_dict(r.info.run_id, out, "stage_outputs.json")
-                    c.set_tag(r.info.run_id, OUTPUTS_TAG, text if len(text) < 7500 else "")
-                except KeyboardInterrupt:
-                    c.set_terminated(r.info.run_id, "KILLED")
-                    raise
-                except BaseException:
-                    c.set_terminated(r.info.run_id, "FAILED")
-                    raise
-                c.set_terminated(r.info.run_id, "FINISHED")
-                res = StageResult(stage.name, stage.type, "ran", r.info.run_id,
-                                  time.perf_counter() - t0, out)
-                log(f"[{stage.name}] done in {res.seconds:.1f}s")
+            try:
+                res = _run_stage(ctx, parent.info.experiment_id, force)
+            except BaseException:
+                mlflow.set_tag("lobseq.failed_stage", stage.name)
+                raise
             outputs[stage.name] = res.outputs
             results.append(res)
-        c.log_dict(parent_id, {s.name: {"status": s.status, "run_id": s.run_id, "seconds": s.seconds,
-                                        "outputs": s.outputs} for s in results},
-                   "pipeline_summary.json")
-        status = "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    finally:
-        c.set_terminated(parent_id, status)
-    return PipelineResult(pipe, parent_id, results)
+        result = PipelineResult(pipe, parent.info.run_id, results)
+        if summary is None:
+            from lobseq.workflow.report import summary_table as summary
+        records.record(result, summary(result))
+    return result
+
+
+def _run_stage(ctx: StageContext, experiment_id: str, force: bool) -> StageResult:
+    """Reuse a finished run with the same key (no new run), or run the stage in a nested run."""
+    import mlflow
+
+    from lobseq.tracking import tracked_run
+    from lobseq.workflow.records import flat_params, stage_metrics
+
+    stage, kind = ctx.stage, STAGES[ctx.stage.type]
+    key = stage_key(stage, kind.inputs(ctx))
+    t0 = time.perf_counter()
+    prev, prev_out = (None, None) if force else _previous_run(experiment_id, key)
+    if prev is not None and kind.valid(prev_out):
+        origin = prev.data.tags.get("lobseq.reused_from", prev.info.run_id)
+        ctx.log(f"[{stage.name}] unchanged since run {origin[:8]}: skipped")
+        return StageResult(stage.name, stage.type, "skipped", origin, time.perf_counter() - t0,
+                           prev_out, origin)
+    ctx.log(f"[{stage.name}] running ({stage.type})")
+    tags = {STAGE_KEY_TAG: key, "lobseq.stage": stage.name, "lobseq.stage_type": stage.type}
+    with tracked_run(stage.name, "stage", tags=tags) as run:
+        ctx.run_id = run.info.run_id
+        flat = dict(list(flat_params(stage.settings).items())[:100])
+        if flat:
+            mlflow.log_params(flat)
+        out = _jsonable(kind.run(ctx))
+        text = json.dumps(out, sort_keys=True)
+        mlflow.log_dict(out, "stage_outputs.json")
+        mlflow.set_tag(OUTPUTS_TAG, text if len(text) < 7500 else "")
+        metrics = stage_metrics(out)
+        if metrics:
+            mlflow.log_metrics(metrics)
+    res = StageResult(stage.name, stage.type, "ran", run.info.run_id, time.perf_counter() - t0, out)
+    ctx.log(f"[{stage.name}] done in {res.seconds:.1f}s")
+    return res

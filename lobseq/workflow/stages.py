@@ -116,8 +116,6 @@ def _train_inputs(ctx: StageContext) -> dict:
 
 
 def _train_run(ctx: StageContext) -> dict:
-    from mlflow import MlflowClient
-
     from lobseq.training.run import logged_model_uri, train_and_log
 
     s = ctx.stage.settings
@@ -127,8 +125,6 @@ def _train_run(ctx: StageContext) -> dict:
         ctx.log(f"  training {m}")
         run_id = train_and_log(dataset, _train_config(s, m), experiment=ctx.pipeline.experiment,
                                register=s.get("register"), log=ctx.log)
-        if ctx.run_id:
-            _adopt(MlflowClient(), run_id, ctx.run_id)
         models[m] = {"run_id": run_id, "model_uri": logged_model_uri(run_id)}
     return {"dataset": dataset, "models": models}
 
@@ -243,8 +239,3 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, (np.integer,)):
         return int(obj)
     return obj
-
-
-def _adopt(client, child_run_id: str, parent_run_id: str) -> None:
-    """Show a run a library call started (e.g. training) under the stage's run in the UI."""
-    client.set_tag(child_run_id, "mlflow.parentRunId", parent_run_id)

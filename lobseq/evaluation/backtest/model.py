@@ -121,11 +121,7 @@ def backtest_model(model_uri: str, dataset_path, split: str = "test", *, tau: fl
         params = {"model_uri": model.uri, "split": split, "tau": tau, "mode": mode,
                   "cost_bps": cost_bps, "at_touch": at_touch, "periods_per_year": periods_per_year,
                   "horizon": ds.horizon}
-        out["run_id"] = log_backtest(ds, br, results, out, table, params,
-                                     tags={"lobseq.kind": "backtest",
-                                           "lobseq.model_run_id": model.run_id,
-                                           "lobseq.model_uri": model.uri, "split": split},
-                                     run_name=f"backtest-{ds.name}-{split}")
+        out["run_id"] = log_backtest(ds, model, split, br, results, out, table, params)
         if log:
             log(f"MLflow run {out['run_id']}")
     return out

@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from lobseq.tracking import _numeric, mlflow_run
-
 if TYPE_CHECKING:
     from lobseq.evaluation.backtest.model import BacktestRows
 
@@ -37,15 +35,29 @@ def format_backtest_table(metrics: dict, who: list[str], title: str = "") -> str
     return "\n".join(lines)
 
 
-def log_backtest(ds, br: BacktestRows, results: dict, metrics: dict, table: str, params: dict,
-                 tags: dict, run_name: str) -> str:
-    """One MLflow run: metrics, equity + drawdown PNG, trade log CSV, daily P&L CSV."""
+def log_backtest(ds, model, split: str, br: BacktestRows, results: dict, metrics: dict, table: str,
+                 params: dict) -> str:
+    """The backtest's run (`<model> · backtest · <split>`, placed as `lobseq.evaluation.runs`
+    says): `<split>_bt_<who>_<metric>` metrics, equity + drawdown PNG, trade log and daily P&L
+    CSVs; the headline also on the model's training run. Returns the run id."""
     import mlflow
 
-    with mlflow_run(ds, run_name, tags) as run:
+    from lobseq.evaluation.runs import (
+        backtest_headline,
+        backtest_metrics,
+        copy_to_training_run,
+        run_context,
+        table_description,
+    )
+    from lobseq.tracking import set_description
+
+    ctx, training = run_context(model, ds, "backtest", split, "backtest", {})
+    with ctx as run:
+        set_description(table_description(f"{run.info.run_name} on {ds.name}", table))
         mlflow.log_params(params)
-        mlflow.log_metrics(_numeric(metrics))
-        log_backtest_artifacts(ds, br, results, table, title=f"Equity: {run_name}")
+        mlflow.log_metrics(backtest_metrics(metrics, split))
+        log_backtest_artifacts(ds, br, results, table, title=f"Equity: {run.info.run_name}")
+        copy_to_training_run(training, ds, backtest_headline(metrics, split))
         return run.info.run_id
 
 

@@ -1,0 +1,154 @@
+"""What a pipeline run records in MLflow besides its stages: params, headline metrics, the
+outcome (reuse, verdict, promotion decision) as tags, the summary table, an informative name.
+
+Pipeline run (`demo · gru promoted v2 · 2026-11-30 14:05`, `lobseq.kind=pipeline`;
+its description: decision, verdict and the summary table):
+  params   `pipeline.*` and every stage setting as `<stage>.<key>`
+  metrics  per model `<model>/<split>_macro_f1`, its interval, the best baseline, the
+           comparison (`lobseq.evaluation.runs` names) and the backtest headline
+  tags     `lobseq.stage.<stage>` = ran | reused <run id>, `lobseq.outcome`,
+           `lobseq.verdict` (+ `_detail`), `lobseq.decision` (+ `_reason`), `lobseq.champion`
+  files    summary.txt (the printed summary), pipeline_summary.json, pipeline.yaml
+Stage runs carry the same per-model metrics for their own models.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+
+def flat_params(settings: dict, prefix: str = "") -> dict[str, str]:
+    """Nested settings → `a.b.c` params (values as text, at most 500 characters)."""
+    flat: dict[str, str] = {}
+
+    def walk(key: str, v: Any) -> None:
+        if isinstance(v, dict) and v:
+            for k, x in v.items():
+                walk(f"{key}.{k}" if key else str(k), x)
+        else:
+            flat[key] = str(v)[:500]
+
+    walk(prefix, settings)
+    return flat
+
+
+def pipeline_params(pipe, force: bool) -> dict[str, str]:
+    params = {"pipeline.name": pipe.name, "pipeline.experiment": pipe.experiment,
+              "pipeline.file": str(getattr(pipe, "path", "") or ""), "pipeline.force": str(force)}
+    for stage in pipe.stages:
+        params[f"{stage.name}.type"] = stage.type
+        params.update(flat_params(stage.settings, stage.name))
+    return params
+
+
+def stage_metrics(outputs: dict) -> dict[str, float]:
+    """`<model>/<name>` headline metrics of a stage's evaluations and backtests."""
+    from lobseq.evaluation.runs import backtest_headline, evaluation_headline
+
+    split = outputs.get("split", "test")
+    out: dict[str, float] = {}
+    for model, scores in (outputs.get("evaluations") or {}).items():
+        out.update({f"{model}/{k}": v for k, v in evaluation_headline(scores, split).items()})
+    for model, bt in (outputs.get("backtests") or {}).items():
+        out.update({f"{model}/{k}": v for k, v in backtest_headline(bt, bt.get("split", split)).items()})
+    return out
+
+
+def _finite(v) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) \
+        else None
+
+
+def verdict(evaluations: dict) -> tuple[str, str] | None:
+    """(verdict, one line) for the best model by macro-F1 against the best baseline: the
+    paired bootstrap interval of the difference above 0, below 0, or straddling it.
+    An evaluation that carries its own `verdict` is taken as it is."""
+    scored = {m: e for m, e in evaluations.items() if _finite(e.get("macro_f1")) is not None}
+    if not scored:
+        return None
+    model = max(scored, key=lambda m: scored[m]["macro_f1"])
+    e = scored[model]
+    if e.get("verdict"):
+        return str(e["verdict"]), f"{model}: {e.get('verdict_detail', e['verdict'])}"
+    d, lo, hi = (_finite(e.get(f"diff_macro_f1_vs_best{s}")) for s in ("", "_ci_low", "_ci_high"))
+    if d is None or lo is None or hi is None:
+        return None
+    base = e.get("best_baseline", "baseline")
+    kind = ("beats_baseline" if lo > 0 else "worse_than_baseline" if hi < 0
+            else "no_better_than_baseline")
+    words = {"beats_baseline": "beats", "worse_than_baseline": "is worse than",
+             "no_better_than_baseline": "is not distinguishable from"}[kind]
+    return kind, (f"{model} {words} the best baseline ({base}) on macro-F1: "
+                  f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]")
+
+
+def outcome(result) -> tuple[dict[str, str], str]:
+    """(tags, short outcome for the run name) of a finished pipeline."""
+    tags: dict[str, str] = {}
+    ran = [s for s in result.stages if s.status == "ran"]
+    for s in result.stages:
+        tags[f"lobseq.stage.{s.name}"] = "ran" if s.status == "ran" else f"reused {s.reused_from}"
+    tags["lobseq.outcome"] = (f"ran {len(ran)}, reused {len(result.stages) - len(ran)}" if ran
+                              else f"unchanged: reused all {len(result.stages)} stages")
+    evaluations: dict = {}
+    decision, decided_now = None, False
+    for s in result.stages:
+        evaluations.update(s.outputs.get("evaluations") or {})
+        if s.outputs.get("decision"):
+            decision, decided_now = s.outputs["decision"], s.status == "ran"
+    short = "" if ran else "unchanged"
+    found = verdict(evaluations)
+    if found:
+        tags["lobseq.verdict"], tags["lobseq.verdict_detail"] = found
+    if decision:
+        ch, champ = decision.get("challenger") or {}, decision.get("champion") or {}
+        tags["lobseq.decision"] = "promoted" if decision.get("promote") else "kept_champion"
+        tags["lobseq.decision_reason"] = str(decision.get("reason", ""))[:500]
+        kept = champ if not decision.get("promote") else ch
+        tags["lobseq.champion"] = f"{kept.get('name', ch.get('name'))} v{kept.get('version', '?')}"
+        if decided_now:
+            short = (f"{decision.get('challenger_model')} promoted v{ch.get('version')}"
+                     if decision.get("promote") else f"champion kept v{champ.get('version', '?')}")
+    elif found and ran:
+        short = found[0].replace("_", " ")
+    return tags, short
+
+
+def record(result, summary_text: str) -> None:
+    """Into the active (pipeline) run: outcome tags, headline metrics, summary, name."""
+    import mlflow
+
+    from lobseq.tracking import SEP, run_name, set_description
+
+    tags, short = outcome(result)
+    mlflow.set_tags(tags)
+    metrics: dict[str, float] = {}
+    for s in result.stages:
+        metrics.update(stage_metrics(s.outputs))
+    if metrics:
+        mlflow.log_metrics(metrics)
+    mlflow.log_text(summary_text, "summary.txt")
+    mlflow.log_dict({s.name: {"status": s.status, "run_id": s.run_id, "seconds": s.seconds,
+                              "reused_from": s.reused_from, "outputs": s.outputs}
+                     for s in result.stages}, "pipeline_summary.json")
+    path = getattr(result.pipeline, "path", None)
+    if path and Path(path).is_file():
+        mlflow.log_text(Path(path).read_text(), "pipeline.yaml")  # as written; --set is in params
+    set_description(_description(tags, summary_text))
+    if short:  # `demo · 2026-11-30 14:05` → `demo · gru promoted v2 · 2026-11-30 14:05`
+        pipe = result.pipeline.name
+        when = mlflow.active_run().info.run_name[len(pipe) + len(SEP):]
+        mlflow.set_tag("mlflow.runName", run_name(pipe, short, when))
+
+
+def _description(tags: dict[str, str], summary_text: str) -> str:
+    lines = []
+    if "lobseq.decision" in tags:
+        lines.append(f"**{tags['lobseq.decision'].replace('_', ' ')}**: {tags['lobseq.champion']} is "
+                     f"champion — {tags['lobseq.decision_reason']}")
+    if "lobseq.verdict_detail" in tags:
+        lines.append(f"Verdict: {tags['lobseq.verdict_detail']}")
+    lines.append(f"Stages: {tags['lobseq.outcome']}")
+    return "  \n".join(lines) + f"\n\n```\n{summary_text}\n```"
