@@ -49,8 +49,13 @@ class Conventions:
     def annualization_line(self) -> str:
         if self.period.endswith("events"):
             return f"Sharpe/Sortino per {self.period} period, not annualized (no clock)"
-        what = "daily" if self.period == "day" else f"{self.period} interval"
-        return f"Sharpe/Sortino from {what} returns x sqrt({self.periods_per_year:,.0f})"
+        if self.period == "day":
+            return f"Sharpe/Sortino from daily returns x sqrt({self.periods_per_year:,.0f})"
+        secs = float(self.period[:-1])
+        what = f"{secs / 60:g}-minute" if secs % 60 == 0 else f"{secs:g}-second"
+        per_day = TRADING_SECONDS / secs
+        return (f"Sharpe/Sortino from {what} returns x sqrt({self.periods_per_year:,.0f})"
+                f" ({self.periods_per_year / per_day:g} days x {per_day:g} periods of a 6.5 h session)")
 
     def lines(self) -> list[str]:
         out = [f"execution: {self.execution.describe()}", f"{self.costs_line()}; "
