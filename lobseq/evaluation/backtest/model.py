@@ -192,13 +192,10 @@ def backtest_model(model_uri: str, dataset_path, split: str = "test", *, tau: fl
     """Trade the model's probabilities on `split` (module conventions), next to buy-and-hold
     and the baselines' signals under the same rules.
 
-    Returns a flat dict `<who>_<metric>` for who in model, buy_and_hold, prior,
-    persistence, logistic, gbt and the metrics of `engine.evaluate_weights`
-    (total_return, annualized_return/volatility, sharpe, sortino, max_drawdown, calmar,
-    hit_rate, turnover, n_trades, exposure, total_cost, n_periods), plus `rows`,
-    `dropped_rows`, `skipped_decisions`, the conventions (`cost_bps`, `at_touch`,
-    `periods_per_year`, `period`, `costs`), `verdict`, and the strings `split`,
-    `model_uri`, `model_run_id`, `run_id`.
+    Returns a flat dict: `<who>_<metric>` (who: model, buy_and_hold and the baselines;
+    metrics of `engine.evaluate_weights`), `rows`, `dropped_rows`, `skipped_decisions`,
+    the conventions (`cost_bps`, `at_touch`, `periods_per_year`, `period`, `costs`),
+    `verdict`, `split`, `model_uri`, `model_run_id`, `run_id`.
     """
     from lobseq.evaluation.backtest.engine import MODES
     from lobseq.evaluation.baselines import baseline_probas, fit_baselines
@@ -211,10 +208,9 @@ def backtest_model(model_uri: str, dataset_path, split: str = "test", *, tau: fl
     from lobseq.evaluation.verdict import model_class_weight, trading_verdict
     from lobseq.serving.loader import load_logged_model
 
-    if mode not in MODES:
-        raise LobseqError(f"mode must be one of {', '.join(MODES)}, got {mode!r}", field="mode")
-    if tau < 0:
-        raise LobseqError("tau must be >= 0", field="tau")
+    if mode not in MODES or tau < 0:
+        raise LobseqError(f"mode must be one of {', '.join(MODES)} and tau >= 0, got {mode!r}, "
+                          f"{tau!r}", field="mode/tau")
     ds = _as_dataset(dataset_path)
     conv = conventions(ds, cost_bps=cost_bps, at_touch=at_touch,
                        periods_per_year=periods_per_year, interval_s=interval_s)
@@ -232,18 +228,16 @@ def backtest_model(model_uri: str, dataset_path, split: str = "test", *, tau: fl
     out.update(split=split, model_uri=model.uri, model_run_id=model.run_id or "", run_id="")
     v = trading_verdict(out)
     out["verdict"] = v.line
-    table = format_backtest_table(out, list(results),
-                                  f"Backtest of {model.uri} on {ds.name} [{split}]  mode {mode}, "
-                                  f"tau {tau:g}", conv.lines()) + f"\nverdict: {v.line}"
+    title = f"Backtest of {model.uri} on {ds.name} [{split}]  mode {mode}, tau {tau:g}"
+    table = format_backtest_table(out, list(results), title, conv.lines()) + f"\nverdict: {v.line}"
     if log:
         log(table)
     if log_to_mlflow:
         params = {"model_uri": model.uri, "split": split, "tau": tau, "mode": mode,
                   **conv.params()}
-        out["run_id"] = log_backtest(ds, br, results, out, table, params,
-                                     tags={"lobseq.kind": "backtest",
-                                           "lobseq.model_run_id": model.run_id,
-                                           "lobseq.model_uri": model.uri, "split": split},
+        tags = {"lobseq.kind": "backtest", "lobseq.model_run_id": model.run_id,
+                "lobseq.model_uri": model.uri, "split": split}
+        out["run_id"] = log_backtest(ds, br, results, out, table, params, tags=tags,
                                      run_name=f"backtest-{ds.name}-{split}", verdict=v)
         if log:
             log(f"MLflow run {out['run_id']}")
