@@ -175,8 +175,9 @@ def test_a_period_return_is_the_mean_over_the_runs_in_it():
     px = np.array([100.0, 100, 110, 50, 50, 45])
     r = run_backtest([1, 0, 0, 1, 0, 0], px, horizon=1, run=[0, 0, 0, 1, 1, 1],
                      period=[0, 1, 2, 0, 1, 2])
-    # spans: run 0 rows 1..2, run 1 rows 4..5 (one decision each); run 0 +10%, run 1 -10%
-    assert r.period_pnl == pytest.approx([0.0, (0.10 - 0.10) / 2])
+    # spans: run 0 rows 1..2, run 1 rows 4..5 (one decision each); the entry rows earn nothing
+    # and fold into the next period; period 2: run 0 +10%, run 1 -10%
+    assert r.period_pnl == pytest.approx([(0.10 - 0.10) / 2])
 
 
 def test_one_period_leaves_sharpe_and_sortino_undefined():
@@ -202,9 +203,19 @@ def test_metrics_are_plain_python_numbers():
 
 def test_exposure_and_turnover():
     r = run_backtest([1, 0, 0, 0, 0], MID, horizon=2, decide=[1, 1, 1, 0, 0])
-    # span rows 1..4 (first entry .. last possible exit); long 1/2 over 2 of its 3 intervals
+    # span rows 1..4 (first entry .. last possible exit); long 1/2 over 2 of its 3 intervals;
+    # periods: rows 2..4 (the entry row's trade is counted in the first of them)
     assert r.metrics["exposure"] == pytest.approx((0.5 + 0.5 + 0) / 3)
-    assert r.metrics["turnover"] == pytest.approx((0.5 + 0.5) / 4)
+    assert r.metrics["turnover"] == pytest.approx((0.5 + 0.5) / 3)
+
+
+def test_buy_and_hold_at_the_close_is_the_close_to_close_return_series():
+    ep = pytest.importorskip("empyrical")
+    px = _walk(300, seed=5)
+    bh = buy_and_hold(make_market(px, horizon=1, entry_lag=0))
+    simple = px[1:] / px[:-1] - 1
+    assert bh.period_pnl == pytest.approx(simple, abs=1e-12)
+    assert bh.metrics["sharpe"] == pytest.approx(ep.sharpe_ratio(simple), abs=1e-9)
 
 
 def test_buy_and_hold_is_long_over_the_same_span_and_periods():

@@ -31,7 +31,10 @@ Conventions (every number in a report follows from these):
 * **Periods.** Row returns are compounded within each period (``period`` labels, e.g.
   the day for bars, a fixed clock interval such as one minute for books) for each run;
   a period's return is the mean over the runs present in it (equal capital per run,
-  e.g. per instrument). ``equity`` compounds the period returns.
+  e.g. per instrument). A span's first row (the first entry) earns nothing: its cost
+  is folded into the next row, so no zero-return period pads the series (buy-and-hold
+  entered at the close is then exactly the close-to-close return series).
+  ``equity`` compounds the period returns.
 * **Statistics** (empyrical's definitions; the tests check them against empyrical
   within 1e-9), with ``r`` the period returns and ``ppy`` periods per year:
   total_return = prod(1 + r) - 1; annualized_return (CAGR) = (1 + total)^(ppy / n) - 1;
@@ -288,6 +291,27 @@ class BacktestResult:
     cost: np.ndarray = field(repr=False, default=None)    # (n,) costs at row j (in pnl)
 
 
+def _span_starts(span: np.ndarray, m: Market) -> np.ndarray:
+    prev_in = np.r_[False, span[:-1] & (m.run[1:] == m.run[:-1])]
+    return np.flatnonzero(span & ~prev_in)
+
+
+def _fold_entry_rows(span: np.ndarray, m: Market) -> np.ndarray:
+    """The span without its first row per run: that row earns nothing (its entry cost is
+    folded into the next row), so no period of zero return pads the series."""
+    out = span.copy()
+    out[_span_starts(span, m)] = False
+    return out
+
+
+def _fold(values: np.ndarray, span: np.ndarray, m: Market, compound: bool) -> np.ndarray:
+    out = values.copy()
+    first = _span_starts(span, m)
+    nxt = out[first + 1]
+    out[first + 1] = (1 + out[first]) * (1 + nxt) - 1 if compound else out[first] + nxt
+    return out
+
+
 def evaluate_weights(w: np.ndarray, m: Market, trades: pd.DataFrame, *, cost_bps: float,
                      at_touch: bool, periods_per_year: float) -> BacktestResult:
     """Returns, costs, periods and statistics of the weights `w` over the market's span."""
@@ -295,8 +319,9 @@ def evaluate_weights(w: np.ndarray, m: Market, trades: pd.DataFrame, *, cost_bps
         raise LobseqError(f"cost_bps must be >= 0, got {cost_bps!r}", field="cost_bps")
     ret, cost, traded = row_returns(w, m, cost_bps, at_touch)
     span = m.span()
-    keys, r = period_returns(ret, m, span)
-    _, turn = period_returns(traded, m, span, compound=False)
+    periods = _fold_entry_rows(span, m)
+    keys, r = period_returns(_fold(ret, span, m, compound=True), m, periods)
+    _, turn = period_returns(_fold(traded, span, m, compound=False), m, periods, compound=False)
     equity = np.cumprod(1.0 + r)
     interval = span & np.r_[m.run[1:] == m.run[:-1], False]
     metrics = performance(r, periods_per_year)
