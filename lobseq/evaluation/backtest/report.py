@@ -40,7 +40,8 @@ def format_backtest_table(metrics: dict, who: list[str], title: str = "",
         lines.append(f"NOTE: the label is {metrics.get('label')} (a research target), not the "
                      "traded return; the trades earn the execution contract's return")
     lines.append("returns compound per period on capital (0.0065 = 0.65%), in sleeves of "
-                 "1/horizon per decision; hit_rate per trade after its costs; turnover per period")
+                 "1/horizon per decision (costs netted); hit_rate per trade (a sleeve as if traded alone,\n"
+                 "after its own costs); turnover per period")
     return "\n".join(lines)
 
 
