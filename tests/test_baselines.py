@@ -205,3 +205,16 @@ def test_predict_before_fit_is_a_clear_error():
 def test_unlabelled_training_rows_are_rejected():
     with pytest.raises(LobseqError, match="0..2"):
         PriorBaseline().fit(np.zeros((2, 1)), [0, -1])
+
+
+def test_the_same_fit_is_reused_and_other_labels_refit(lobster_dataset):
+    from dataclasses import replace
+
+    from lobseq.evaluation.baselines import fit_baselines
+
+    ds = lobster_dataset
+    a = fit_baselines(ds, ds.ends["train"], ds.ends["val"])
+    assert fit_baselines(ds, ds.ends["train"], ds.ends["val"]) is a
+    other = replace(ds, labels=np.where(ds.labels >= 0, 2 - ds.labels, ds.labels).astype(np.int8))
+    assert fit_baselines(other, ds.ends["train"], ds.ends["val"]) is not a
+    assert fit_baselines(ds, ds.ends["train"], ds.ends["val"], class_weight="balanced") is not a

@@ -309,6 +309,9 @@ def _weighting(class_weight) -> str | None:
     return "balanced"
 
 
+_FITTED: dict[tuple, dict] = {}  # one process fits each dataset's baselines once
+
+
 def fit_baselines(ds, train_ends: np.ndarray, val_ends: np.ndarray | None = None, *,
                   class_weight: str | None = "none", max_train: int | None = 200_000,
                   max_val: int | None = 50_000, seed: int = 0) -> dict:
@@ -316,14 +319,32 @@ def fit_baselines(ds, train_ends: np.ndarray, val_ends: np.ndarray | None = None
     them), with the model's class weighting (`none` | `balanced`; the prior is unweighted).
 
     Returns {name: fitted estimator} plus `_lagged` (lagged labels per row) and `_info`
-    (the weighting and the chosen hyperparameters, for tables and runs).
+    (the weighting and the chosen hyperparameters, for tables and runs). The same dataset,
+    rows and settings give the same (cached) fit, so scoring several models, and their
+    backtests, in one process fits the baselines once.
     """
+    import hashlib
+
+    tr = np.asarray(train_ends, dtype=np.int64)
+    va = np.asarray(val_ends if val_ends is not None else [], dtype=np.int64)
+    digest = hashlib.sha1(tr.tobytes())
+    digest.update(va.tobytes())
+    digest.update(np.ascontiguousarray(ds.labels).tobytes())  # a dataset's labels may be swapped
+    key = (ds.hash, digest.hexdigest(), class_weight or "none", max_train, max_val, seed)
+    if key not in _FITTED:
+        if len(_FITTED) >= 8:
+            _FITTED.clear()
+        _FITTED[key] = _fit_baselines(ds, tr, va, class_weight, max_train, max_val, seed)
+    return _FITTED[key]
+
+
+def _fit_baselines(ds, train_ends, val_ends, class_weight, max_train, max_val, seed) -> dict:
     from lobseq.data.execution import execution_of
 
     tr = _evenly(np.asarray(train_ends, dtype=np.int64), max_train)
     if len(tr) == 0:
         raise LobseqError("no training windows to fit the baselines on", file=ds.path)
-    va = _evenly(np.asarray(val_ends if val_ends is not None else [], dtype=np.int64), max_val)
+    va = _evenly(np.asarray(val_ends, dtype=np.int64), max_val)
     k, weight = ds.n_classes, _weighting(class_weight)
     y, y_val = np.asarray(ds.labels[tr], dtype=np.int64), np.asarray(ds.labels[va], dtype=np.int64)
     x, x_val = dataset_summaries(ds, tr), dataset_summaries(ds, va)
