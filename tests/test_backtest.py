@@ -7,9 +7,9 @@ from lobseq.errors import LobseqError
 from lobseq.evaluation.backtest.engine import (
     buy_and_hold,
     drawdown_of,
-    hold_signal,
+    make_market,
+    performance,
     positions_from_proba,
-    risk_metrics,
     run_backtest,
 )
 from lobseq.evaluation.folds import walk_forward_folds
@@ -17,7 +17,12 @@ from lobseq.evaluation.folds import walk_forward_folds
 MID = np.array([100.0, 100.0, 102.0, 105.0, 104.0])
 
 
-# --- signals and holding -------------------------------------------------------------------
+def _walk(n, seed=0, vol=0.01):
+    rng = np.random.default_rng(seed)
+    return 100 * np.exp(np.cumsum(rng.normal(0, vol, n)))
+
+
+# --- signals -------------------------------------------------------------------------------
 
 def test_signal_is_up_minus_down_against_tau():
     p = np.array([[0.1, 0.3, 0.6], [0.5, 0.3, 0.2], [0.35, 0.3, 0.35], [0.3, 0.2, 0.5]])
@@ -33,100 +38,89 @@ def test_long_only_never_shorts():
     assert positions_from_proba(p, mode="long_only").min() == 0
 
 
-def test_holding_keeps_a_signal_for_horizon_rows_then_goes_flat():
-    assert hold_signal([1, 0, 0, 0, 0], 3).tolist() == [1, 1, 1, 0, 0]
+# --- execution: sleeves of 1/horizon, entered entry_lag rows after the decision ------------
 
-
-def test_a_new_signal_restarts_the_holding_clock():
-    assert hold_signal([1, 0, 1, 0, 0, 0], 2).tolist() == [1, 1, 1, 1, 0, 0]
-
-
-def test_an_opposite_signal_flips_immediately():
-    assert hold_signal([1, 0, -1, 0, 0], 3).tolist() == [1, 1, -1, -1, -1]
-
-
-def test_holding_does_not_carry_into_the_next_day():
-    assert hold_signal([0, 1, 0, 0], 3, day=[1, 1, 2, 2]).tolist() == [0, 1, 0, 0]
-
-
-# --- execution and P&L ---------------------------------------------------------------------
-
-def test_one_long_trade_has_known_pnl():
-    # decided at row 0, bought at row 1 (100), held 2 rows, sold at row 3 (105)
+def test_a_decision_enters_at_the_next_row_and_exits_horizon_rows_later():
     r = run_backtest([1, 0, 0, 0, 0], MID, horizon=2)
-    assert r.position.tolist() == [0, 1, 1, 0, 0]
-    assert r.pnl == pytest.approx([0, 0, 0.02, 0.03, 0])
-    assert r.metrics["total_return"] == pytest.approx(0.05)
     t = r.trades.iloc[0]
-    assert (t.entry_row, t.exit_row, t.side, t.entry_price, t.exit_price) == (1, 3, 1, 100, 105)
+    assert (t.signal_row, t.entry_row, t.exit_row, t.side) == (0, 1, 3, 1)
+    assert (t.entry_price, t.exit_price, t.weight) == (100, 105, 0.5)
+    assert t["return"] == pytest.approx(0.05)
+    assert r.weight.tolist() == [0, 0.5, 0.5, 0, 0]  # one sleeve of 1/2 the capital
 
 
-def test_a_signal_earns_the_move_from_t_plus_1_to_t_plus_2():
-    # the move 0->1 is +100%, the move 1->2 is +5%: only the second is earned
-    r = run_backtest([1, 0, 0, 0], [100.0, 200.0, 210.0, 210.0])
-    assert r.metrics["total_return"] == pytest.approx(0.05)
+def test_entry_lag_0_enters_at_the_decision_row():
+    r = run_backtest([0, 1, 0, 0, 0], MID, horizon=1, entry_lag=0)
+    t = r.trades.iloc[0]
+    assert (t.entry_row, t.exit_row, t["return"]) == (1, 2, pytest.approx(0.02))
 
 
-def test_a_signal_at_the_last_row_is_never_executed():
-    r = run_backtest([0, 0, 0, 0, 1], MID)
-    assert r.position.tolist() == [0] * 5 and r.metrics["n_trades"] == 0
+def test_a_decision_every_row_with_horizon_1_holds_the_previous_decision():
+    sig = np.array([1, -1, -1, 1, 0, 1, 0])
+    r = run_backtest(sig, _walk(7), horizon=1)
+    # w[j] (held from row j to j+1) is the decision at j-1; row 5's exit (row 7) does not exist
+    assert r.weight.tolist() == [0, 1, -1, -1, 1, 0, 0]
 
 
-def test_short_trade_profits_when_price_falls():
-    r = run_backtest([0, 0, -1, 0, 0], MID)  # sold at row 3 (105), bought back at 104
-    assert r.metrics["total_return"] == pytest.approx(1 / 105)
+def test_overlapping_sleeves_add_their_weights():
+    r = run_backtest([1, 1, -1, 0, 0, 0], _walk(6), horizon=2)
+    assert r.weight == pytest.approx([0, 0.5, 1, 0, -0.5, 0])
 
 
-def test_costs_in_bps_on_entry_and_exit_notional():
-    r = run_backtest([1, 0, 0, 0, 0], MID, horizon=2, cost_bps=10)
-    # 10 bps of 1 unit at entry, 10 bps of 105/100 units at exit
-    assert r.metrics["total_return"] == pytest.approx(0.05 - 0.001 - 0.00105)
-    assert r.trades.cost.iloc[0] == pytest.approx(0.00205)
+def test_a_decision_whose_exit_is_beyond_its_run_is_not_taken():
+    r = run_backtest([0, 1, 0, 1, 0, 0], _walk(6), horizon=2, run=[0, 0, 0, 0, 0, 1])
+    assert r.trades.signal_row.tolist() == [1]  # row 3's exit (row 6) does not exist in run 0
 
 
-def test_a_flip_pays_cost_on_both_legs():
-    r = run_backtest([1, -1, 0, 0, 0], MID, cost_bps=10)
-    assert r.cost[2] == pytest.approx(0.001 * 102 / 100 + 0.001)
+def test_returns_compound_on_capital():
+    r = run_backtest([1, 1, 0, 0, 0], MID, horizon=1)  # long over rows 1->2->3
+    assert r.metrics["total_return"] == pytest.approx(105 / 100 - 1)
+    assert r.equity[-1] == pytest.approx(1.05)
 
 
-def test_at_touch_buys_at_the_ask_and_sells_at_the_bid():
+def test_costs_are_charged_on_the_net_traded_notional():
+    # two consecutive long decisions: one buy and one sell, not two round trips
+    r = run_backtest([1, 1, 0, 0, 0], MID, horizon=1, cost_bps=10)
+    assert r.cost.sum() == pytest.approx(2 * 0.001)
+    assert r.trades.cost.tolist() == pytest.approx([0.001 * (1 + 102 / 100),
+                                                   0.001 * (1 + 105 / 102)])
+
+
+def test_a_flip_trades_twice_the_notional():
+    r = run_backtest([1, -1, 0, 0, 0], MID, horizon=1, cost_bps=10)
+    assert r.cost[2] == pytest.approx(2 * 0.001)
+
+
+def test_at_touch_trades_fill_at_the_ask_and_bid_and_the_book_pays_half_the_spread():
     bid, ask = MID - 0.5, MID + 0.5
-    r = run_backtest([1, 0, 0, 0, 0], MID, bid=bid, ask=ask, at_touch=True, horizon=2)
-    assert r.metrics["total_return"] == pytest.approx((104.5 - 100.5) / 100.5)
-    assert (r.trades.entry_price.iloc[0], r.trades.exit_price.iloc[0]) == (100.5, 104.5)
-
-
-def test_at_touch_short_sells_at_the_bid_and_covers_at_the_ask():
-    bid, ask = MID - 0.5, MID + 0.5
-    r = run_backtest([0, -1, 0, 0, 0], MID, bid=bid, ask=ask, at_touch=True)
-    # sold at row 2's bid 101.5, bought back at row 3's ask 105.5
-    assert r.metrics["total_return"] == pytest.approx(-(105.5 - 101.5) / 101.5)
-    assert (r.trades.entry_price.iloc[0], r.trades.exit_price.iloc[0]) == (101.5, 105.5)
+    r = run_backtest([1, 0, 0, 0, 0], MID, bid=bid, ask=ask, at_touch=True, horizon=1)
+    t = r.trades.iloc[0]
+    assert (t.entry_price, t.exit_price) == (100.5, 101.5)
+    assert r.cost[1] == pytest.approx(0.5 / 100) and r.cost[2] == pytest.approx(0.5 / 102)
 
 
 def test_at_touch_needs_bid_and_ask():
     with pytest.raises(LobseqError, match="bid and ask"):
-        run_backtest([1, 0], [1.0, 1.0], at_touch=True)
+        run_backtest([1, 0, 0], [1.0, 1.0, 1.0], at_touch=True)
 
 
-def test_trade_pnl_adds_up_to_row_pnl():
-    rng = np.random.default_rng(1)
-    mid = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, 300)))
-    sig = rng.choice([-1, 0, 1], 300)
-    r = run_backtest(sig, mid, bid=mid - 0.02, ask=mid + 0.02, at_touch=True, cost_bps=3,
-                     horizon=4)
-    assert r.trades.pnl.sum() == pytest.approx(r.pnl.sum())
-    assert r.trades.cost.sum() == pytest.approx(r.cost.sum())
+def test_sleeve_returns_add_up_to_the_row_returns_before_costs():
+    px = _walk(300, seed=1)
+    sig = np.random.default_rng(1).choice([-1, 0, 1], 300)
+    r = run_backtest(sig, px, horizon=4)
+    # sum over rows of w[j-1] g[j] = (1/h) * sum over sleeves of their per-row returns
+    g = np.r_[0.0, px[1:] / px[:-1] - 1]
+    by_sleeve = sum(t.side * g[t.entry_row + 1: t.exit_row + 1].sum() for t in r.trades.itertuples())
+    assert r.pnl.sum() == pytest.approx(by_sleeve / 4)
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_positions_and_pnl_up_to_t_ignore_prices_after_t(seed):
+def test_weights_and_returns_up_to_t_ignore_prices_after_t(seed):
     rng = np.random.default_rng(seed)
     n = 120
-    mid = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    mid = _walk(n, seed)
     spread = rng.uniform(0.01, 0.05, n)
-    proba = rng.dirichlet(np.ones(3), n)
-    sig = positions_from_proba(proba, tau=0.1)
+    sig = positions_from_proba(rng.dirichlet(np.ones(3), n), tau=0.1)
     t = int(rng.integers(5, n - 5))
 
     def run(m, s):
@@ -136,59 +130,70 @@ def test_positions_and_pnl_up_to_t_ignore_prices_after_t(seed):
     m2[t + 1:] *= rng.uniform(0.5, 1.5, n - t - 1)
     s2[t + 1:] *= 3
     a, b = run(mid, spread), run(m2, s2)
-    assert np.array_equal(a.position[: t + 1], b.position[: t + 1])
+    assert np.array_equal(a.weight[: t + 1], b.weight[: t + 1])
     assert np.array_equal(a.pnl[: t + 1], b.pnl[: t + 1])
 
 
-# --- risk metrics ----------------------------------------------------------------------------
+# --- periods and statistics ----------------------------------------------------------------
 
-R5 = np.array([0.1, -0.05, 0.02, -0.04, 0.03])  # equity 1.10, 1.05, 1.07, 1.03, 1.06
-
-
-def test_sharpe_by_hand():
-    # mean 0.012; squared deviations sum to 0.01468; std (ddof 1) = sqrt(0.01468 / 4)
-    m = risk_metrics(R5, periods_per_year=252)
-    assert m["sharpe"] == pytest.approx(0.012 / math.sqrt(0.01468 / 4) * math.sqrt(252))
-    assert m["annualized_return"] == pytest.approx(0.012 * 252)
+R5 = np.array([0.1, -0.05, 0.02, -0.04, 0.03])
 
 
-def test_sortino_by_hand():
-    # downside deviation = sqrt((0.05^2 + 0.04^2) / 5) over all 5 periods
-    m = risk_metrics(R5, periods_per_year=252)
-    assert m["sortino"] == pytest.approx(0.012 / math.sqrt(0.0041 / 5) * math.sqrt(252))
+def test_statistics_match_empyrical_within_1e_9():
+    ep = pytest.importorskip("empyrical")
+    r = np.random.default_rng(3).normal(0.0004, 0.012, 700)
+    m = performance(r, 252)
+    assert m["sharpe"] == pytest.approx(ep.sharpe_ratio(r), abs=1e-9)
+    assert m["sortino"] == pytest.approx(ep.sortino_ratio(r), abs=1e-9)
+    assert m["max_drawdown"] == pytest.approx(-ep.max_drawdown(r), abs=1e-9)
+    assert m["calmar"] == pytest.approx(ep.calmar_ratio(r), abs=1e-9)
+    assert m["annualized_return"] == pytest.approx(ep.annual_return(r), abs=1e-9)
+    assert m["annualized_volatility"] == pytest.approx(ep.annual_volatility(r), abs=1e-9)
+    assert m["total_return"] == pytest.approx(ep.cum_returns_final(r), abs=1e-9)
+
+
+def test_intraday_statistics_match_empyrical_with_the_stated_annualization():
+    ep = pytest.importorskip("empyrical")
+    n = 2000
+    px = _walk(n, seed=4, vol=0.0005)
+    minute = np.arange(n) // 20  # 20 events a minute
+    sig = np.random.default_rng(4).choice([-1, 0, 1], n)
+    r = run_backtest(sig, px, horizon=10, period=minute, periods_per_year=98_280)
+    assert r.metrics["n_periods"] == np.unique(minute).size
+    assert r.metrics["sharpe"] == pytest.approx(
+        ep.sharpe_ratio(r.period_pnl, annualization=98_280), abs=1e-9)
+    assert np.isfinite(r.metrics["sharpe"])
+
+
+def test_row_returns_compound_within_a_period():
+    r = run_backtest([1, 1, 1, 0, 0], MID, horizon=1, period=[0, 0, 0, 1, 1])
+    # long rows 1->4 (100, 102, 105, 104), realised at row 2 (period 0) and rows 3, 4 (period 1)
+    assert r.period_pnl == pytest.approx([102 / 100 - 1, 104 / 102 - 1])
+
+
+def test_a_period_return_is_the_mean_over_the_runs_in_it():
+    px = np.array([100.0, 100, 110, 50, 50, 45])
+    r = run_backtest([1, 0, 0, 1, 0, 0], px, horizon=1, run=[0, 0, 0, 1, 1, 1],
+                     period=[0, 1, 2, 0, 1, 2])
+    # spans: run 0 rows 1..2, run 1 rows 4..5 (one decision each); the entry rows earn nothing
+    # and fold into the next period; period 2: run 0 +10%, run 1 -10%
+    assert r.period_pnl == pytest.approx([(0.10 - 0.10) / 2])
 
 
 def test_one_period_leaves_sharpe_and_sortino_undefined():
-    # one day of P&L has no dispersion: Sortino used to print -sqrt(252) for any loss
     for r in ([-0.3], [0.02]):
-        m = risk_metrics(np.array(r), periods_per_year=252)
+        m = performance(np.array(r), 252)
         assert math.isnan(m["sharpe"]) and math.isnan(m["sortino"])
-    assert risk_metrics(np.array([0.0]), periods_per_year=252)["sortino"] == 0
 
 
 def test_max_drawdown_by_hand():
-    dd = drawdown_of(1 + np.cumsum(R5))
-    assert dd.min() == pytest.approx(1.03 / 1.10 - 1)  # peak 1.10, trough 1.03
-
-
-def test_backtest_reports_max_drawdown_as_a_positive_fraction():
-    r = run_backtest([1, 0, 0, 0, 0, 0], [100.0, 100, 110, 99, 99, 99], horizon=3)
-    # equity 1, 1, 1.10, 0.99: down 0.11 from 1.10
-    assert r.metrics["max_drawdown"] == pytest.approx(1 - 0.99 / 1.10)
+    dd = drawdown_of(np.cumprod(1 + R5))
+    assert dd.min() == pytest.approx(1.1 * 0.95 * 1.02 * 0.96 / 1.10 - 1)
 
 
 def test_no_trades_gives_zero_sharpe_and_undefined_hit_rate():
     r = run_backtest(np.zeros(5, int), MID)
     assert r.metrics["sharpe"] == 0 and math.isnan(r.metrics["hit_rate"])
-
-
-def test_hit_rate_counts_closed_trades_only():
-    # trades: long 1->2 (100->102, win), long 3->4 (105->104, loss), long from row 5, still open
-    mid = [100.0, 100, 102, 105, 104, 110, 120]
-    r = run_backtest([1, 0, 1, 0, 1, 1, 1], mid)
-    assert r.metrics["n_trades"] == 3 and r.metrics["n_closed_trades"] == 2
-    assert r.metrics["hit_rate"] == 0.5
-    assert not r.trades.closed.iloc[-1]
 
 
 def test_metrics_are_plain_python_numbers():
@@ -197,30 +202,28 @@ def test_metrics_are_plain_python_numbers():
 
 
 def test_exposure_and_turnover():
-    r = run_backtest([1, 0, 0, 0, 0], MID, horizon=2)  # in the market at rows 1, 2
-    assert r.metrics["exposure"] == pytest.approx(2 / 5)
-    assert r.metrics["turnover"] == pytest.approx(2 / 5)  # bought 1, sold 1 over 5 periods
+    r = run_backtest([1, 0, 0, 0, 0], MID, horizon=2, decide=[1, 1, 1, 0, 0])
+    # span rows 1..4 (first entry .. last possible exit); long 1/2 over 2 of its 3 intervals;
+    # periods: rows 2..4 (the entry row's trade is counted in the first of them)
+    assert r.metrics["exposure"] == pytest.approx((0.5 + 0.5 + 0) / 3)
+    assert r.metrics["turnover"] == pytest.approx((0.5 + 0.5) / 3)
 
 
-# --- days ------------------------------------------------------------------------------------
-
-def test_no_position_is_held_overnight():
-    day = np.repeat([1, 2], 4)
-    r = run_backtest(np.ones(8, int), np.linspace(100, 107, 8), day=day)
-    assert r.position.tolist() == [0, 1, 1, 0, 0, 1, 1, 0]
-
-
-def test_intraday_pnl_is_summed_per_day_before_annualizing():
-    day = np.repeat([1, 2], 4)
-    mid = np.array([100.0, 100, 101, 102, 90, 90, 91, 93])
-    r = run_backtest(np.ones(8, int), mid, day=day)
-    assert r.period_pnl == pytest.approx([0.02, 3 / 90])
-    assert r.metrics["sharpe"] == pytest.approx(risk_metrics(r.period_pnl, 252)["sharpe"])
+def test_buy_and_hold_at_the_close_is_the_close_to_close_return_series():
+    ep = pytest.importorskip("empyrical")
+    px = _walk(300, seed=5)
+    bh = buy_and_hold(make_market(px, horizon=1, entry_lag=0))
+    simple = px[1:] / px[:-1] - 1
+    assert bh.period_pnl == pytest.approx(simple, abs=1e-12)
+    assert bh.metrics["sharpe"] == pytest.approx(ep.sharpe_ratio(simple), abs=1e-9)
 
 
-def test_buy_and_hold_buys_at_row_1_and_holds_to_the_end():
-    r = buy_and_hold(MID)
-    assert r.metrics["total_return"] == pytest.approx(104 / 100 - 1)
+def test_buy_and_hold_is_long_over_the_same_span_and_periods():
+    m = make_market(MID, horizon=1, decide=[0, 1, 1, 0, 0])
+    bh = buy_and_hold(m)
+    assert bh.metrics["total_return"] == pytest.approx(104 / 102 - 1)  # span rows 2..4
+    assert bh.metrics["n_periods"] == run_backtest([0, 1, 1, 0, 0], MID, horizon=1,
+                                                   decide=[0, 1, 1, 0, 0]).metrics["n_periods"]
 
 
 # --- walk-forward folds ----------------------------------------------------------------------
@@ -258,7 +261,8 @@ def test_equity_and_learning_curve_plots_write_pngs(tmp_path):
     from lobseq.plots import plot_equity, plot_learning_curves
 
     r = run_backtest([1, 0, 0, 0, 0], MID, horizon=2)
-    plot_equity(r.equity, r.drawdown, tmp_path / "eq.png", benchmark=buy_and_hold(MID).equity)
+    plot_equity(r.equity, r.drawdown, tmp_path / "eq.png",
+                benchmark=buy_and_hold(make_market(MID, horizon=2)).equity)
     plot_learning_curves({"loss": [1, 0.8], "val_loss": [1.1, 0.9], "accuracy": [0.4, 0.5]},
                          tmp_path / "lc.png")
     for name in ("eq.png", "lc.png"):

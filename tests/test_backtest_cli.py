@@ -49,6 +49,22 @@ def test_backtest_prints_buy_and_hold_next_to_the_model(env):
         any(line.startswith("buy_and_hold") for line in lines)
 
 
+def test_backtest_states_costs_fills_annualization_and_a_verdict(env):
+    out = env["result"].output
+    assert "costs 1 bps per leg" in out and "fills at the touch" in out
+    assert "1-minute" in out or "60s interval" in out
+    assert "verdict: Sharpe after costs decided" in out and "buy-and-hold" in out
+
+
+def test_backtest_run_carries_the_verdict_tag_and_artifact(env):
+    from mlflow import MlflowClient
+
+    run = _backtest_run(env)
+    assert run.data.tags["lobseq.verdict"].startswith("Sharpe after costs decided")
+    files = {f.path for f in MlflowClient().list_artifacts(run.info.run_id)}
+    assert "verdict.md" in files
+
+
 def test_backtest_logs_equity_plot_and_trade_log(env):
     from mlflow import MlflowClient
 
@@ -88,32 +104,35 @@ def test_no_trade_spans_two_segments(env):
 
 
 def test_signal_is_flat_at_rows_that_end_no_window(env):
-    from lobseq.evaluation.backtest.model import backtest_rows, signal_on_rows
+    from lobseq.evaluation.backtest.model import backtest_rows, conventions, signal_on_rows
 
     ds = env["ds"]
     rows = np.flatnonzero(ds.split == 2)
-    br = backtest_rows(ds, rows)
     ends = ds.ends["test"]
+    br = backtest_rows(ds, rows, ends, conventions(ds))
     sig = signal_on_rows(br, ends, np.tile([0.1, 0.1, 0.8], (len(ends), 1)), 0.0, "long_short")
     assert not sig[~np.isin(br.rows, ends)].any() and (sig[np.isin(br.rows, ends)] == 1).all()
 
 
 def test_a_gap_in_rows_starts_a_new_run(env):
-    from lobseq.evaluation.backtest.model import backtest_rows
-
-    br = backtest_rows(env["ds"], np.array([100, 101, 102, 200, 201]))
-    assert br.run.tolist() == [0, 0, 0, 1, 1]
-
-
-def test_positions_are_flat_at_the_first_row_of_every_run(env):
-    from lobseq.evaluation.backtest.model import backtest_rows, run_on_rows
+    from lobseq.evaluation.backtest.model import backtest_rows, conventions
 
     ds = env["ds"]
-    br = backtest_rows(ds, np.flatnonzero(ds.split >= 1))  # val and test: several runs
-    res = run_on_rows(br, np.ones(len(br.rows), dtype=np.int8), horizon=ds.horizon, cost_bps=0,
-                      at_touch=False, periods_per_year=252)
-    first = np.flatnonzero(np.diff(br.run, prepend=-1) != 0)
-    assert len(first) > 1 and not res.position[first].any()
+    br = backtest_rows(ds, np.array([100, 101, 102, 200, 201]), ds.ends["test"], conventions(ds))
+    assert br.market.run.tolist() == [0, 0, 0, 1, 1]
+
+
+def test_no_position_is_held_into_the_next_run(env):
+    from lobseq.evaluation.backtest.engine import backtest
+    from lobseq.evaluation.backtest.model import backtest_rows, conventions
+
+    ds = env["ds"]
+    ends = np.concatenate([ds.ends["val"], ds.ends["test"]])
+    br = backtest_rows(ds, np.flatnonzero(ds.split >= 1), ends, conventions(ds))  # several runs
+    res = backtest(np.ones(len(br.rows), dtype=np.int8), br.market)
+    last = np.flatnonzero(np.r_[br.market.run[1:] != br.market.run[:-1], True])
+    assert len(last) > 1 and not res.weight[last].any()
+    assert (br.market.run[res.trades.entry_row] == br.market.run[res.trades.exit_row]).all()
 
 
 def test_evaluate_command_prints_model_and_logistic_rows(env):

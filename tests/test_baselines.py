@@ -8,6 +8,7 @@ from lobseq.evaluation.baselines import (
     PersistenceBaseline,
     PriorBaseline,
     lagged_labels,
+    window_summary,
 )
 
 
@@ -79,11 +80,54 @@ def test_learned_baselines_beat_the_prior_on_a_learnable_signal(make):
     assert acc > prior + 0.2
 
 
-def test_logistic_uses_the_last_row_of_each_window():
+def test_window_summary_is_last_row_mean_and_last_minus_first():
+    X = np.arange(2 * 3 * 2, dtype=float).reshape(2, 3, 2)
+    s = window_summary(X)
+    assert s.shape == (2, 6)
+    assert s[0].tolist() == [4, 5, 2, 3, 4, 4]
+
+
+def test_logistic_reads_window_summaries():
     X, y = _data()
     a = LogisticBaseline().fit(X, y).predict_proba(X)
-    b = LogisticBaseline().fit(X[:, -1, :], y).predict_proba(X[:, -1, :])
+    b = LogisticBaseline().fit(window_summary(X), y).predict_proba(window_summary(X))
     assert np.allclose(a, b)
+
+
+def test_a_trend_inside_the_window_is_learnable_from_summaries_not_the_last_row():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 6, 2))
+    X[:, :, 0] = X[:, -1:, 0] + np.linspace(-1, 0, 6) * rng.choice([-1, 1], (600, 1))  # slope
+    y = (X[:, -1, 0] - X[:, 0, 0] > 0).astype(int)
+    summ = LogisticBaseline(n_classes=2).fit(X[:400], y[:400]).score(X[400:], y[400:])
+    last = LogisticBaseline(n_classes=2).fit(X[:400, -1:, :], y[:400]).score(X[400:, -1:, :], y[400:])
+    assert summ > 0.95 and last < 0.7
+
+
+def test_baselines_are_sklearn_estimators():
+    from sklearn.base import clone
+
+    m = clone(GBTBaseline(max_depth=3, class_weight="balanced"))
+    assert m.get_params()["max_depth"] == 3 and m.get_params()["class_weight"] == "balanced"
+
+
+def test_balanced_weights_shift_predictions_toward_a_rare_class():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(800, 3))
+    y = ((X[:, 0] + rng.normal(0, 1.0, 800)) > 1.6).astype(int)  # ~10% positives
+    plain = LogisticBaseline(n_classes=2).fit(X, y).predict(X).mean()
+    weighted = LogisticBaseline(n_classes=2, class_weight="balanced").fit(X, y).predict(X).mean()
+    assert weighted > 2 * plain
+
+
+def test_tuning_fits_on_training_rows_and_picks_by_validation_score():
+    from lobseq.evaluation.baselines import tuned
+
+    X, y = _data(n=600)
+    best = tuned(LogisticBaseline(), {"C": [1e-4, 1.0]}, X[:400], y[:400], X[400:], y[400:])
+    assert best.best_params_ == {"C": 1.0}
+    again = LogisticBaseline(C=1.0).fit(X[:400], y[:400])  # the same fit: training rows only
+    assert np.allclose(best.predict_proba(X[400:]), again.predict_proba(X[400:]))
 
 
 def test_logistic_tolerates_nan_features():
@@ -117,28 +161,29 @@ def test_persistence_probabilities_are_smoothed_and_finite():
     assert p[0] == pytest.approx([0.1, 0.1, 0.8])
 
 
-def test_lagged_label_at_t_is_label_at_t_minus_horizon():
+def test_lagged_label_at_t_is_label_at_t_minus_reach():
     y = np.array([0, 1, 2, 2, 0, 1])
     assert lagged_labels(y, 2).tolist() == [-1, -1, 0, 1, 2, 2]
 
 
-def test_lagged_label_depends_only_on_prices_up_to_t():
-    # build labels from mids; changing any mid after t must not change lagged label at t
+@pytest.mark.parametrize("method", ["point", "smoothed"])
+def test_lagged_label_depends_only_on_prices_up_to_t(method):
+    # labels of the traded return reach t+1+k: lagging by the reach, not by k, keeps them causal
+    from lobseq.data.labels import direction_labels, label_reach
 
     rng = np.random.default_rng(0)
     mid = 100 + np.cumsum(rng.normal(size=40))
     k, t = 3, 20
-
-    def labels(m):
-        r = np.full(m.size, np.nan)
-        r[:-k] = m[k:] / m[:-k] - 1
-        return np.where(np.isnan(r), -1, np.where(r > 0, 2, 0))
-
+    reach = label_reach(k, method)
     mid2 = mid.copy()
     mid2[t + 1:] += rng.normal(size=mid.size - t - 1) * 10
-    assert lagged_labels(labels(mid), k)[: t + 1].tolist() == (
-        lagged_labels(labels(mid2), k)[: t + 1].tolist()
-    )
+    a = lagged_labels(direction_labels(mid, k, method=method), reach)[: t + 1]
+    b = lagged_labels(direction_labels(mid2, k, method=method), reach)[: t + 1]
+    assert a.tolist() == b.tolist()
+    if method == "point":  # lagging by k alone would read row t+1
+        a = lagged_labels(direction_labels(mid, k, method=method), k)[: t + 1]
+        b = lagged_labels(direction_labels(mid2, k, method=method), k)[: t + 1]
+        assert a.tolist() != b.tolist()
 
 
 def test_lagged_labels_do_not_cross_segments():
@@ -160,3 +205,16 @@ def test_predict_before_fit_is_a_clear_error():
 def test_unlabelled_training_rows_are_rejected():
     with pytest.raises(LobseqError, match="0..2"):
         PriorBaseline().fit(np.zeros((2, 1)), [0, -1])
+
+
+def test_the_same_fit_is_reused_and_other_labels_refit(lobster_dataset):
+    from dataclasses import replace
+
+    from lobseq.evaluation.baselines import fit_baselines
+
+    ds = lobster_dataset
+    a = fit_baselines(ds, ds.ends["train"], ds.ends["val"])
+    assert fit_baselines(ds, ds.ends["train"], ds.ends["val"]) is a
+    other = replace(ds, labels=np.where(ds.labels >= 0, 2 - ds.labels, ds.labels).astype(np.int8))
+    assert fit_baselines(other, ds.ends["train"], ds.ends["val"]) is not a
+    assert fit_baselines(ds, ds.ends["train"], ds.ends["val"], class_weight="balanced") is not a

@@ -41,7 +41,8 @@ def test_manifest_records_sources_config_and_counts(sim_dir, tmp_path):
     ds = ingest([sim_dir], tmp_path / "d", _cfg(), log=lambda m: None)
     m = ds.manifest
     assert len(m["sources"]) == 4 and all(len(s["sha256"]) == 64 for s in m["sources"])
-    assert m["config"]["window"] == 20 and m["embargo"] == 24
+    # embargo = window + label reach - 1, the reach being horizon + 1 (entered at the next event)
+    assert m["config"]["window"] == 20 and m["embargo"] == 20 + (5 + 1) - 1
     assert m["windows"]["train"] == len(ds.ends["train"]) > 0
     assert sum(m["class_balance"]["test"]) == len(ds.ends["test"])
     assert m["feature_names"] == ds.feature_names and len(ds.feature_names) == ds.n_features
@@ -97,7 +98,8 @@ def test_perturbing_the_future_changes_nothing_before_it(sim_dir, tmp_path):
     after = ingest([work], tmp_path / "after", _cfg(), log=lambda m: None)
     fa, fb = np.asarray(after.features), np.asarray(before.features)
     np.testing.assert_array_equal(fa[: t + 1], fb[: t + 1])
-    np.testing.assert_array_equal(after.labels[: t + 1 - 5], before.labels[: t + 1 - 5])
+    reach = 5 + 1  # labels of the traded return read up to t + 1 + horizon
+    np.testing.assert_array_equal(after.labels[: t + 1 - reach], before.labels[: t + 1 - reach])
     assert not np.array_equal(fa[t + 1 : len(seg.frame)], fb[t + 1 : len(seg.frame)])
 
 

@@ -8,36 +8,55 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lobseq.data.labels import class_balance, direction_labels, fi2010_labels, forward_returns
+from lobseq.data.labels import (
+    class_balance,
+    direction_labels,
+    fi2010_labels,
+    forward_returns,
+    label_reach,
+)
 from lobseq.errors import LobseqError
 
-# r (point, k=1) = [+1%, 0, -1.98%, 0, no future]
-POINT_MID = [100.0, 101.0, 101.0, 99.0, 99.0]
+# Point labels follow the execution contract: decided at t, entered at t+1 (lag 1), held k rows.
+# r (point, k=1, lag 1) = mid[t+2]/mid[t+1]-1 = [+1%, 0, -1.98%, 0, no future, no future]
+POINT_MID = [100.0, 100.0, 101.0, 101.0, 99.0, 99.0]
 # k=2 smoothed, t=1..4 (t=0 lacks a past mean, t=5,6 a future):
 # t=1: 10/11-1=-0.091  t=2: 8/11.5-1=-0.304  t=3: 8.5/10-1=-0.15  t=4: 10/8-1=+0.25
 SMOOTH_MID = [10.0, 12.0, 11.0, 9.0, 7.0, 10.0, 10.0]
 
 
 def test_point_three_classes_by_hand():
-    assert direction_labels(POINT_MID, 1).tolist() == [2, 1, 0, 1, -1]
+    assert direction_labels(POINT_MID, 1).tolist() == [2, 1, 0, 1, -1, -1]
 
 
 def test_point_three_classes_with_threshold_by_hand():
-    assert direction_labels(POINT_MID, 1, threshold=0.015).tolist() == [1, 1, 0, 1, -1]
+    assert direction_labels(POINT_MID, 1, threshold=0.015).tolist() == [1, 1, 0, 1, -1, -1]
 
 
 def test_point_two_classes_leaves_flat_moves_unlabelled():
-    assert direction_labels(POINT_MID, 1, n_classes=2).tolist() == [1, -1, 0, -1, -1]
+    assert direction_labels(POINT_MID, 1, n_classes=2).tolist() == [1, -1, 0, -1, -1, -1]
 
 
 def test_point_two_classes_with_threshold_by_hand():
     got = direction_labels(POINT_MID, 1, threshold=0.015, n_classes=2)
-    assert got.tolist() == [-1, -1, 0, -1, -1]
+    assert got.tolist() == [-1, -1, 0, -1, -1, -1]
 
 
 def test_point_over_two_rows_by_hand():
-    # r = [101/100-1, 99/101-1, 99/101-1]
-    assert direction_labels(POINT_MID, 2).tolist() == [2, 0, 0, -1, -1]
+    # r = [mid3/mid1-1, mid4/mid2-1, mid5/mid3-1] = [101/100-1, 99/101-1, 99/101-1]
+    assert direction_labels(POINT_MID, 2).tolist() == [2, 0, 0, -1, -1, -1]
+
+
+def test_point_label_at_the_close_of_t_has_lag_0():
+    # the `close` bars convention: r = mid[t+1]/mid[t]-1
+    assert direction_labels(POINT_MID, 1, lag=0).tolist() == [1, 2, 1, 0, 1, -1]
+
+
+def test_an_exact_zero_move_is_unlabelled_with_two_classes_and_stationary_with_three():
+    mid = [100.0, 100.0, 100.0, 101.0]  # t=0 trades 100 -> 100, exactly 0
+    assert direction_labels(mid, 1, n_classes=2)[0] == -1
+    assert direction_labels(mid, 1, threshold=0.0, n_classes=3)[0] == 1
+    assert direction_labels(mid, 1, n_classes=2)[1] == 1
 
 
 def test_smoothed_three_classes_by_hand():
@@ -66,8 +85,8 @@ def test_rows_without_a_full_future_are_unlabelled(method):
 
 
 def test_a_nan_mid_unlabels_the_rows_that_need_it():
-    mid = [100.0, 101.0, np.nan, 99.0, 98.0]
-    assert direction_labels(mid, 1).tolist() == [2, -1, -1, 0, -1]
+    mid = [100.0, 100.0, 101.0, np.nan, 99.0, 98.0]
+    assert direction_labels(mid, 1).tolist() == [2, -1, -1, 0, -1, -1]
 
 
 def test_a_nan_mid_unlabels_every_smoothed_row_whose_means_include_it():
@@ -77,12 +96,13 @@ def test_a_nan_mid_unlabels_every_smoothed_row_whose_means_include_it():
 
 
 def test_forward_returns_by_hand():
-    got = forward_returns([100.0, 110.0, 99.0], 1)
-    np.testing.assert_allclose(got, [np.log(1.1), np.log(0.9), np.nan])
+    got = forward_returns([100.0, 100.0, 110.0, 99.0], 1)  # entered at t+1
+    np.testing.assert_allclose(got, [np.log(1.1), np.log(0.9), np.nan, np.nan])
 
 
 def test_forward_returns_are_nan_without_a_full_future():
-    assert np.isnan(forward_returns(np.ones(10), 4)[-4:]).all()
+    assert np.isnan(forward_returns(np.ones(10), 4)[-5:]).all()
+    assert not np.isnan(forward_returns(np.ones(10), 4)[:-5]).any()
 
 
 # ---------------------------------------------------------------- look-ahead limits
@@ -98,12 +118,13 @@ def test_forward_returns_are_nan_without_a_full_future():
     method=st.sampled_from(["point", "smoothed"]),
     n_classes=st.sampled_from([2, 3]),
 )
-def test_label_at_t_ignores_rows_after_t_plus_k(seed, n, k, t_frac, threshold, method, n_classes):
+def test_label_at_t_ignores_rows_after_its_reach(seed, n, k, t_frac, threshold, method, n_classes):
     rng = np.random.default_rng(seed)
     mid = 100 + np.cumsum(rng.choice([-0.1, 0.0, 0.1], n))
     t = int(t_frac * (n - 1))
+    reach = label_reach(k, method)  # point: k + 1 (entered at t+1); smoothed: k
     changed = mid.copy()
-    changed[t + k + 1 :] = rng.uniform(50, 150, max(0, n - t - k - 1))
+    changed[t + reach + 1 :] = rng.uniform(50, 150, max(0, n - t - reach - 1))
     a = direction_labels(mid, k, threshold, method, n_classes)[t]
     b = direction_labels(changed, k, threshold, method, n_classes)[t]
     assert a == b
@@ -112,21 +133,29 @@ def test_label_at_t_ignores_rows_after_t_plus_k(seed, n, k, t_frac, threshold, m
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), n=st.integers(5, 60), k=st.integers(1, 10),
        t_frac=st.floats(0.0, 1.0))
-def test_forward_return_at_t_ignores_rows_after_t_plus_k(seed, n, k, t_frac):
+def test_forward_return_at_t_ignores_rows_after_its_reach(seed, n, k, t_frac):
     rng = np.random.default_rng(seed)
     mid = 100 + np.cumsum(rng.normal(0, 0.1, n))
     t = int(t_frac * (n - 1))
     changed = mid.copy()
-    changed[t + k + 1 :] = 1.0
+    changed[t + k + 2 :] = 1.0
     assert np.array_equal(forward_returns(mid, k)[t], forward_returns(changed, k)[t], equal_nan=True)
 
 
 @pytest.mark.parametrize("method", ["point", "smoothed"])
-def test_label_at_t_depends_on_row_t_plus_k(method):
-    mid = np.array([10.0, 10.0, 10.0, 10.0, 10.0, 10.0])
+def test_label_at_t_depends_on_the_row_at_its_reach(method):
+    mid = np.full(7, 10.0)
     raised = mid.copy()
-    raised[1 + 2] = 11.0  # t=1, k=2
+    raised[1 + label_reach(2, method)] = 11.0  # t=1, k=2: row 4 (point), row 3 (smoothed)
     assert (direction_labels(mid, 2, method=method)[1], direction_labels(raised, 2, method=method)[1]) == (1, 2)
+
+
+def test_point_label_at_t_ignores_the_price_at_t():
+    # the trade enters at t+1: the price at the decision row itself is not part of the label
+    mid = np.array([10.0, 10.0, 11.0, 12.0])
+    moved = mid.copy()
+    moved[0] = 50.0
+    assert direction_labels(mid, 1)[0] == direction_labels(moved, 1)[0] == 2
 
 
 # ---------------------------------------------------------------- class balance, FI-2010

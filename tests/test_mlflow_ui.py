@@ -35,7 +35,7 @@ stages:
   - name: register
     type: promote
     needs: [evaluate, backtest]
-    with: {model_name: ui-check-model, metric: macro_f1}
+    with: {model_name: ui-check-model, metric: macro_f1, gate: none}  # the UI of a promotion
 """
 
 
@@ -158,9 +158,8 @@ def test_pipeline_run_carries_verdict_and_decision_as_tags(piped):
     decision = piped["first"].outputs("register")["decision"]
     assert tags["lobseq.decision"] == ("promoted" if decision["promote"] else "kept_champion")
     assert tags["lobseq.champion"] == "ui-check-model v1"
-    assert tags["lobseq.verdict"] in ("beats_baseline", "no_better_than_baseline",
-                                      "worse_than_baseline")
-    assert "best baseline" in tags["lobseq.verdict_detail"]
+    assert tags["lobseq.verdict_outcome"] in ("beats", "within", "worse")
+    assert "best baseline" in tags["lobseq.verdict"] and "majority rate" in tags["lobseq.verdict"]
 
 
 def test_pipeline_run_names_differ_and_tell_the_outcome(piped):
@@ -259,3 +258,20 @@ def test_lobseq_ui_prints_a_classic_view_address_only_once_it_answers(piped):
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
     assert code == 130
+
+
+def test_a_first_run_stopped_by_the_gate_tags_no_champion():
+    """The gate can leave a pipeline without any champion: the tags say so, not 'v?'."""
+    from types import SimpleNamespace
+
+    from lobseq.workflow.records import outcome
+
+    decision = {"promote": False, "reason": "macro_f1 0.41 does not beat gbt 0.45",
+                "challenger": {"name": "m", "version": "1"}, "champion": {},
+                "gate": {"passed": False}, "challenger_model": "gru"}
+    stages = [SimpleNamespace(name="register", status="ran", reused_from=None,
+                              outputs={"decision": decision})]
+    tags, short = outcome(SimpleNamespace(stages=stages))
+    assert tags["lobseq.decision"] == "below_baseline"
+    assert tags["lobseq.champion"] == "none"
+    assert short == "no champion (gate not passed)"

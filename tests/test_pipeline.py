@@ -124,6 +124,16 @@ def test_shipped_pipelines_validate():
     assert names == ["daily", "demo", "lobster", "retrain"]
 
 
+def test_require_trading_without_a_backtest_stage_is_refused_before_anything_runs(tmp_path):
+    text = GOOD + """\
+  - {name: train, type: train, with: {models: [rnn]}}
+  - {name: evaluate, type: evaluate}
+  - {name: promote, type: promote, with: {model_name: m, require_trading: true}}
+"""
+    with pytest.raises(LobseqError, match="require_trading.*backtest"):
+        load_pipeline(_write(tmp_path, text))
+
+
 # ------------------------------------------------------------ runner (stand-in stages)
 
 
@@ -280,7 +290,9 @@ stages:
   - name: register
     type: promote
     needs: [evaluate, backtest]
-    with: {model_name: e2e-model, metric: macro_f1}
+    # gate: none: these tests follow the registry mechanics of a 1-epoch model, which the
+    # baseline gate would (rightly) keep out; tests/test_registry.py covers the gate.
+    with: {model_name: e2e-model, metric: macro_f1, gate: none}
 """
 
 
@@ -321,6 +333,14 @@ def test_e2e_summary_table_names_the_decision(e2e):
     assert "PROMOTED" in pipeline_report.summary_table(e2e[0])
 
 
+def test_e2e_summary_shows_a_verdict_accuracy_next_to_the_majority_and_the_costs(e2e):
+    text = pipeline_report.summary_table(e2e[0])
+    ev = e2e[0].outputs("evaluate")["evaluations"]["rnn"]
+    assert "verdict rnn: macro-F1 decided" in text and "vs majority rate" in text
+    assert f"{ev['accuracy']:.3f} / {ev['majority_rate']:.3f}" in text
+    assert "backtest convention: costs 1 bps per leg" in text and "buy-and-hold" in text
+
+
 def test_e2e_summary_table_shows_each_models_score_and_backtest(e2e):
     ev = e2e[0].outputs("evaluate")["evaluations"]["rnn"]
     bt = e2e[0].outputs("backtest")["backtests"]["rnn"]
@@ -346,7 +366,8 @@ def test_summary_table_shows_sharpe_as_na_with_one_day(tmp_path):
         StageResult("backtest", "backtest", "ran", "b" * 32, 1.0, {"backtests": backs})])
     row = next(line for line in pipeline_report.summary_table(result).splitlines()
                if line.split()[:1] == ["lstm"])
-    assert row.split()[1:] == ["0.4100", "[0.3900,", "0.4300]", "gbt", "0.4000", "+0.0123", "n/a"]
+    assert row.split()[1:] == ["0.4100", "[0.3900,", "0.4300]", "gbt", "0.4000", "-", "+0.0123",
+                               "n/a", "n/a"]
 
 
 def _decision_result(promote: bool, status: str = "ran"):
@@ -360,6 +381,14 @@ def _decision_result(promote: bool, status: str = "ran"):
 def test_summary_names_the_kept_champion_not_the_rejected_challenger():
     text = pipeline_report.summary_table(_decision_result(promote=False))
     assert "kept champion: live v1; challenger v2 (lstm) not promoted — why" in text
+
+
+def test_summary_says_why_nobody_was_crowned_when_the_gate_stops_the_first_challenger():
+    result = _decision_result(promote=False)
+    result.stages[0].outputs["decision"].update(champion={}, reason="does not beat gbt")
+    text = pipeline_report.summary_table(result)
+    assert "NOT PROMOTED: no champion yet and none crowned; challenger v2 (lstm)" in text
+    assert "does not beat gbt" in text
 
 
 def test_summary_marks_a_decision_replayed_from_a_skipped_stage():

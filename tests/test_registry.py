@@ -7,34 +7,76 @@ from lobseq.registry import PromotionRule, decide
 # ------------------------------------------------------------ the rule (pure)
 
 
-def test_first_run_without_champion_promotes():
-    assert decide({"macro_f1": 0.3}, None, PromotionRule()).promote
+def _c(score, baseline=0.2, **more):
+    """A challenger's evaluation: its score and its best baseline's."""
+    return {"macro_f1": score, "baseline_prior_macro_f1": baseline, **more}
+
+
+def test_first_run_without_champion_promotes_a_challenger_that_beats_the_baselines():
+    assert decide(_c(0.3), None, PromotionRule()).promote
+
+
+def test_first_run_does_not_crown_a_challenger_that_loses_to_a_baseline():
+    d = decide(_c(0.40, 0.45), None, PromotionRule())
+    assert not d.promote and "best baseline, prior 0.4500" in d.reason
+    assert d.gate["passed"] is False and d.gate["best_baseline"] == "prior"
+
+
+def test_the_best_baseline_is_the_one_to_beat():
+    d = decide(_c(0.40, baseline_gbt_macro_f1=0.41), None, PromotionRule())
+    assert not d.promote and "gbt" in d.reason
+
+
+def test_beating_the_baseline_within_the_margin_is_not_enough():
+    assert not decide(_c(0.41, 0.40), None, PromotionRule(margin=0.02)).promote
+
+
+def test_require_ci_needs_the_paired_difference_above_zero():
+    inside = _c(0.45, 0.40, diff_macro_f1_vs_prior_ci_low=-0.01, diff_macro_f1_vs_prior_ci_high=0.1)
+    beyond = _c(0.45, 0.40, diff_macro_f1_vs_prior_ci_low=0.01, diff_macro_f1_vs_prior_ci_high=0.1)
+    assert not decide(inside, None, PromotionRule(require_ci=True)).promote
+    assert decide(beyond, None, PromotionRule(require_ci=True)).promote
+
+
+def test_require_trading_needs_a_sharpe_above_buy_and_hold():
+    rule = PromotionRule(require_trading=True)
+    assert not decide(_c(0.5, model_sharpe=0.4, buy_and_hold_sharpe=0.7), None, rule).promote
+    assert decide(_c(0.5, model_sharpe=0.9, buy_and_hold_sharpe=0.7), None, rule).promote
+    missing = decide(_c(0.5), None, rule)
+    assert not missing.promote and "backtest" in missing.reason
+
+
+def test_gate_none_compares_with_the_champion_only():
+    assert decide({"macro_f1": 0.3}, None, PromotionRule(gate="none")).promote
 
 
 def test_worse_challenger_is_not_promoted():
-    assert not decide({"macro_f1": 0.40}, {"macro_f1": 0.45}, PromotionRule()).promote
+    assert not decide(_c(0.40), _c(0.45), PromotionRule()).promote
 
 
 def test_better_challenger_is_promoted():
-    assert decide({"macro_f1": 0.50}, {"macro_f1": 0.45}, PromotionRule()).promote
+    assert decide(_c(0.50), _c(0.45), PromotionRule()).promote
 
 
 def test_gain_within_margin_is_not_enough():
-    assert not decide({"macro_f1": 0.46}, {"macro_f1": 0.45}, PromotionRule(margin=0.02)).promote
+    assert not decide(_c(0.46), _c(0.45), PromotionRule(margin=0.02)).promote
 
 
 def test_gain_inside_champion_interval_is_not_enough_with_require_ci():
     champ = {"macro_f1": 0.45, "macro_f1_ci_low": 0.40, "macro_f1_ci_high": 0.52}
-    assert not decide({"macro_f1": 0.50}, champ, PromotionRule(require_ci=True)).promote
+    assert not decide(_c(0.50), champ, PromotionRule(require_ci=True, gate="none")).promote
 
 
 def test_gain_beyond_champion_interval_promotes_with_require_ci():
     champ = {"macro_f1": 0.45, "macro_f1_ci_low": 0.40, "macro_f1_ci_high": 0.48}
-    assert decide({"macro_f1": 0.50}, champ, PromotionRule(require_ci=True)).promote
+    assert decide(_c(0.50), champ, PromotionRule(require_ci=True, gate="none")).promote
 
 
 def test_lower_is_better_metric_promotes_the_smaller_loss():
-    assert decide({"log_loss": 0.9}, {"log_loss": 1.0}, PromotionRule(metric="log_loss")).promote
+    chal = {"log_loss": 0.9, "baseline_prior_log_loss": 1.1}
+    assert decide(chal, {"log_loss": 1.0}, PromotionRule(metric="log_loss")).promote
+    assert not decide({"log_loss": 0.9, "baseline_gbt_log_loss": 0.8}, None,
+                      PromotionRule(metric="log_loss")).promote
 
 
 def test_missing_metric_is_a_clear_error():
@@ -82,9 +124,19 @@ NAME = "m"
 
 def _challenge(score, champion_score=None, **kw):
     return registry.champion_challenger(
-        NAME, f"runs:/{score}/model", {"macro_f1": score},
+        NAME, f"runs:/{score}/model", {"macro_f1": score, "baseline_prior_macro_f1": 0.1},
         evaluate=lambda uri: {"macro_f1": champion_score}, rule=PromotionRule(), log=lambda m: None,
         **kw)
+
+
+def test_a_first_challenger_below_the_baselines_moves_no_alias_and_is_tagged(store):
+    d = registry.champion_challenger(NAME, "runs:/x/model", {"macro_f1": 0.3,
+                                                             "baseline_gbt_macro_f1": 0.4},
+                                     evaluate=lambda uri: {}, rule=PromotionRule(),
+                                     log=lambda m: None)
+    assert not d.promote and registry.champion_version(NAME, store) is None
+    tags = store.get_model_version(NAME, d.challenger["version"]).tags
+    assert tags["lobseq.decision"] == "below_baseline" and "gbt" in tags["lobseq.decision_reason"]
 
 
 def test_first_challenge_sets_champion(store):
@@ -119,7 +171,7 @@ def test_failure_while_scoring_the_champion_leaves_the_alias(store):
         raise RuntimeError("evaluation crashed")
 
     with pytest.raises(RuntimeError):
-        registry.champion_challenger(NAME, "runs:/x/model", {"macro_f1": 0.9}, evaluate=boom,
+        registry.champion_challenger(NAME, "runs:/x/model", _c(0.9), evaluate=boom,
                                      rule=PromotionRule(), log=lambda m: None)
     assert registry.champion_version(NAME, store) == "1"
 

@@ -3,6 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lobseq.data.labels import label_reach
 from lobseq.data.splits import (
     EMBARGO,
     TRAIN,
@@ -59,20 +60,21 @@ def test_no_training_window_or_label_touches_another_part(n, window, horizon, n_
     rng = np.random.default_rng(seed)
     seg = np.sort(rng.integers(0, n_seg, n)).astype(np.int32)
     t = np.arange(n, dtype=np.int64)
+    reach = label_reach(horizon)  # the traded return: entered at t+1, read up to t+1+k
     split = assign_splits(t, seg, cut_times=cut_times_from_fractions(t, (0.6, 0.2, 0.2)),
-                          embargo=min_embargo(window, horizon))
+                          embargo=min_embargo(window, reach))
     usable = rng.random(n) > 0.02
     labelled = np.ones(n, dtype=bool)
-    for s in np.unique(seg):  # the last `horizon` rows of a segment have no future
-        labelled[np.flatnonzero(seg == s)[-horizon:]] = False
+    for s in np.unique(seg):  # the last `reach` rows of a segment have no future
+        labelled[np.flatnonzero(seg == s)[-reach:]] = False
     ends = window_ends(split, seg, usable, labelled, window)
     for code, name in enumerate(("train", "val", "test")):
         for t_end in ends[name]:
             rows = np.arange(t_end - window + 1, t_end + 1)
             assert (split[rows] == code).all() and (seg[rows] == seg[t_end]).all()
             assert usable[rows].all()
-            # The label reads rows t+1..t+k: none may belong to another part.
-            future = np.arange(t_end + 1, min(t_end + horizon, n - 1) + 1)
+            # The label reads rows t+1..t+reach: none may belong to another part.
+            future = np.arange(t_end + 1, min(t_end + reach, n - 1) + 1)
             future = future[seg[future] == seg[t_end]]
             assert np.isin(split[future], [code, EMBARGO]).all()
 

@@ -164,3 +164,22 @@ def test_parent_logs_the_stitched_equity_curve(logged):
 
     files = {f.path for f in MlflowClient().list_artifacts(logged["run_id"], "backtest")}
     assert "backtest/equity.png" in files
+
+
+@pytest.mark.slow
+def test_parent_carries_the_oos_verdict_with_costs_and_buy_and_hold(logged):
+    import mlflow
+    from mlflow import MlflowClient
+
+    run = mlflow.get_run(logged["run_id"])
+    assert run.data.tags["lobseq.verdict"] == logged["verdict"]
+    assert logged["verdict"].startswith("macro-F1 decided") and "buy-and-hold" in logged["verdict"]
+    assert "fills at the touch" in logged["verdict"]  # a book: half the spread by default
+    assert "verdict.md" in {f.path for f in MlflowClient().list_artifacts(logged["run_id"])}
+
+
+@pytest.mark.slow
+def test_model_baselines_and_buy_and_hold_cover_the_same_periods(logged):
+    n = logged["bt_model_n_periods"]
+    assert n > 1 and all(logged[f"bt_{w}_n_periods"] == n
+                         for w in ("buy_and_hold", "prior", "logistic", "gbt"))

@@ -67,10 +67,13 @@ def simulate(out, kind, events, levels, days, symbols, ticker, seed, fmt):
 @click.option("--split-dates", default=None,
               help="VAL_START,TEST_START dates instead of fractions.")
 @click.option("--embargo", type=int, default=None,
-              help="Rows dropped after each split boundary [default: window + horizon - 1].")
+              help="Rows dropped after each split boundary [default: window + label reach - 1; reach = horizon + entry lag].")
 @click.option("--symbol-column", default="symbol", show_default=True, help="Bars: symbol column.")
+@click.option("--entry", type=click.Choice(["next_open", "close", "next"]), default=None,
+              help="Execution contract: bars enter at the next open (default) or at the close of "
+                   "the decision bar; books at the next event (next).")
 def ingest(sources, fmt, out, window, horizon, threshold, label, n_classes, features, fractions,
-           split_dates, embargo, symbol_column):
+           split_dates, embargo, symbol_column, entry):
     """Turn raw files into a windowed, labelled, split dataset."""
     from lobseq.data.ingest import IngestConfig, summary
     from lobseq.data.ingest import ingest as run_ingest
@@ -81,7 +84,7 @@ def ingest(sources, fmt, out, window, horizon, threshold, label, n_classes, feat
         features=[f.strip() for f in features.split(",") if f.strip()] if features else None,
         fractions=_floats(fractions, 3, "--fractions"),
         split_dates=tuple(split_dates.split(",")) if split_dates else None,
-        embargo=embargo, symbol_column=symbol_column, name=out.name,
+        embargo=embargo, symbol_column=symbol_column, name=out.name, entry=entry,
     )
     ds = run_ingest(sources, out, cfg, log=lambda m: click.echo(m, err=True))
     click.echo(summary(ds))

@@ -35,18 +35,22 @@ def evaluate(model, dataset, split, n_boot, seed):
               help="Trade when |P(up) - P(down)| > tau.")
 @click.option("--mode", type=click.Choice(["long_short", "long_only"]), default="long_short",
               show_default=True)
-@click.option("--cost-bps", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="Cost per trade leg in basis points of the traded value.")
-@click.option("--at-touch", is_flag=True, help="Buy at the ask, sell at the bid (else at the mid).")
-@click.option("--periods-per-year", type=click.FloatRange(min=0, min_open=True), default=252.0,
-              show_default=True, help="Daily P&L periods per year for Sharpe/Sortino.")
-def backtest(model, dataset, split, tau, mode, cost_bps, at_touch, periods_per_year):
-    """Trade MODEL's probabilities on a DATASET split next to buy-and-hold and the baselines;
-    log metrics, equity/drawdown PNG and the trade log to MLflow."""
+@click.option("--cost-bps", type=click.FloatRange(min=0), default=None,
+              help="Cost per trade leg in bps of the net traded notional [default: bars 1, books 0].")
+@click.option("--at-touch/--at-mid", "at_touch", default=None,
+              help="Books: buy at the ask, sell at the bid, or fill at the mid [default: touch].")
+@click.option("--periods-per-year", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Periods per year for Sharpe/Sortino [default: bars 252; books from --interval-s].")
+@click.option("--interval-s", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Books: seconds per return period [default: 60, annualized x sqrt(252*390)].")
+def backtest(model, dataset, split, tau, mode, cost_bps, at_touch, periods_per_year, interval_s):
+    """Trade MODEL's probabilities on a DATASET split next to buy-and-hold and the baselines,
+    under the dataset's execution contract; log metrics, equity/drawdown PNG, trade log."""
     from lobseq.evaluation.backtest.model import backtest_model
 
     backtest_model(model, dataset, split, tau=tau, mode=mode, cost_bps=cost_bps,
-                   at_touch=at_touch, periods_per_year=periods_per_year, log=click.echo)
+                   at_touch=at_touch, periods_per_year=periods_per_year, interval_s=interval_s,
+                   log=click.echo)
 
 
 @cli.command()
@@ -68,7 +72,7 @@ def backtest(model, dataset, split, tau, mode, cost_bps, at_touch, periods_per_y
 @click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               default=0.2, show_default=True, help="Validation tail of each fold's training rows.")
 @click.option("--embargo", type=click.IntRange(min=0), default=None,
-              help="Rows between training and test rows [default: window + horizon - 1].")
+              help="Rows between training and test rows [default: window + label reach - 1; reach = horizon + entry lag].")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=1e-3,
@@ -81,14 +85,18 @@ def backtest(model, dataset, split, tau, mode, cost_bps, at_touch, periods_per_y
 @click.option("--tau", type=click.FloatRange(min=0), default=0.0, show_default=True)
 @click.option("--backtest-mode", type=click.Choice(["long_short", "long_only"]),
               default="long_short", show_default=True)
-@click.option("--cost-bps", type=click.FloatRange(min=0), default=0.0, show_default=True)
-@click.option("--at-touch", is_flag=True)
-@click.option("--periods-per-year", type=click.FloatRange(min=0, min_open=True), default=252.0,
-              show_default=True)
+@click.option("--cost-bps", type=click.FloatRange(min=0), default=None,
+              help="[default: bars 1 bps, books 0 bps + the half-spread at the touch]")
+@click.option("--at-touch/--at-mid", "at_touch", default=None)
+@click.option("--periods-per-year", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--interval-s", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Books: seconds per return period [default: 60].")
+@click.option("--class-weight", type=click.Choice(["none", "balanced"]), default="none",
+              show_default=True, help="For the model and the baselines alike.")
 def walkforward(dataset, model_name, preset, params, folds, by, train_size, test_size, mode,
                 val_fraction, embargo, epochs, batch_size, learning_rate, patience, seed,
                 max_train_windows, n_boot, tau, backtest_mode, cost_bps, at_touch,
-                periods_per_year):
+                periods_per_year, interval_s, class_weight):
     """Retrain per fold over DATASET (rolling or expanding), score out of sample against the
     baselines and backtest the stitched predictions; one MLflow parent run, a child per fold."""
     from lobseq.cli.modeling import parse_params
@@ -98,9 +106,11 @@ def walkforward(dataset, model_name, preset, params, folds, by, train_size, test
 
     train_cfg = TrainConfig(model=model_name, hyper=parse_params(params), preset=preset,
                             epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                            patience=patience, seed=seed, max_train_windows=max_train_windows)
+                            patience=patience, seed=seed, max_train_windows=max_train_windows,
+                            class_weight=class_weight)
     cfg = WalkForwardConfig(by=by, folds=folds, train_size=train_size, test_size=test_size,
                             mode=mode, val_fraction=val_fraction, embargo=embargo, n_boot=n_boot,
                             seed=seed, tau=tau, backtest_mode=backtest_mode, cost_bps=cost_bps,
-                            at_touch=at_touch, periods_per_year=periods_per_year)
+                            at_touch=at_touch, periods_per_year=periods_per_year,
+                            interval_s=interval_s)
     walk_forward(dataset, train_cfg, cfg, log=click.echo)

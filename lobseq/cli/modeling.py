@@ -84,6 +84,13 @@ def train(dataset, model_name, preset, params, head, epochs, batch_size, learnin
     run = mlflow.get_run(run_id)
     click.echo(f"Run id: {run_id}")
     click.echo(metrics_table(run.data.metrics))
+    from lobseq.data.store import load_dataset
+    from lobseq.evaluation.verdict import majority_rate
+
+    if head == "classification" and run.data.metrics.get("test_accuracy") is not None:
+        name, rate = majority_rate(load_dataset(dataset), "test")
+        click.echo(f"  test accuracy {run.data.metrics['test_accuracy']:.4f} vs majority rate "
+                   f"{rate:.4f} (always '{name}', the training majority)")
 
 
 @cli.group(invoke_without_command=True)

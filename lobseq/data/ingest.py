@@ -35,9 +35,10 @@ class IngestConfig:
     features: list | None = None  # None → default_features(kind, levels)
     fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
     split_dates: tuple[str, str] | None = None  # (validation start, test start)
-    embargo: int | None = None  # None → window + horizon - 1
+    embargo: int | None = None  # None → window + label reach - 1
     symbol_column: str = "symbol"
     name: str | None = None
+    entry: str | None = None  # execution contract: bars next_open | close; books next (None: default)
 
     def validate(self) -> None:
         if not self.split_dates:
@@ -54,11 +55,12 @@ class IngestConfig:
                               fix="use point or smoothed")
         if self.n_classes not in (2, 3):
             raise LobseqError(f"n_classes must be 2 or 3, got {self.n_classes}", field="n_classes")
-        if self.embargo is not None and self.embargo < min_embargo(self.window, self.horizon):
+        need = min_embargo(self.window, self.execution.label_reach)
+        if self.embargo is not None and self.embargo < need:
             raise LobseqError(
-                f"embargo {self.embargo} is shorter than window + horizon - 1 = "
-                f"{min_embargo(self.window, self.horizon)}; windows or labels would leak across splits",
-                field="embargo", fix="leave it unset or raise it")
+                f"embargo {self.embargo} is shorter than window + label reach - 1 = {need}; "
+                "windows or labels would leak across splits", field="embargo",
+                fix="leave it unset or raise it")
         if self.split_dates:
             self.split_cut_times()
 
@@ -81,11 +83,20 @@ class IngestConfig:
         return cuts
 
     @property
+    def execution(self):
+        """The execution contract the labels follow (`lobseq.data.execution`)."""
+        from lobseq.data.execution import execution_for
+
+        return execution_for(self.format, self.entry, self.horizon, self.label)
+
+    @property
     def effective_embargo(self) -> int:
-        return self.embargo if self.embargo is not None else min_embargo(self.window, self.horizon)
+        if self.embargo is not None:
+            return self.embargo
+        return min_embargo(self.window, self.execution.label_reach)
 
 
-def _labels_for(segment, cfg: IngestConfig, mid: np.ndarray) -> np.ndarray:
+def _labels_for(segment, cfg: IngestConfig, mid: np.ndarray, px: np.ndarray) -> np.ndarray:
     from lobseq.data import labels
 
     if cfg.label == "provided":
@@ -93,14 +104,18 @@ def _labels_for(segment, cfg: IngestConfig, mid: np.ndarray) -> np.ndarray:
         if cfg.n_classes == 2:  # stationary has no 2-class meaning: unlabelled
             lab = np.where(lab == 1, -1, np.where(lab == 2, 1, lab)).astype(np.int8)
         return lab
+    if cfg.label == "point":  # the traded return, under the execution contract
+        return labels.direction_labels(px, cfg.horizon, cfg.threshold, "point", cfg.n_classes,
+                                       lag=cfg.execution.entry_lag)
     return labels.direction_labels(mid, cfg.horizon, cfg.threshold, cfg.label, cfg.n_classes)
 
 
-def _book_prices(frame, kind: str, mid: np.ndarray) -> np.ndarray:
+def _book_prices(frame, kind: str, px: np.ndarray) -> np.ndarray:
+    """(n, 3): the execution price (book: mid; bars: adjusted open or close), bid, ask."""
     if kind == "book":
-        return np.column_stack([mid, frame["bid_price_1"].to_numpy(float),
+        return np.column_stack([px, frame["bid_price_1"].to_numpy(float),
                                 frame["ask_price_1"].to_numpy(float)])
-    return np.column_stack([mid, mid, mid])
+    return np.column_stack([px, px, px])
 
 
 def _finite_rows(x: np.ndarray, chunk_rows: int = 65_536) -> np.ndarray:
@@ -167,22 +182,23 @@ def build_arrays(segments: Iterable, cfg: IngestConfig, log: Callable[[str], Non
             raise LobseqError("features differ from the first file's (different level count?)",
                               file=seg.files[0], fix="ingest files with the same number of levels together")
         mid = feats.mid_price(frame)
-        lab = _labels_for(seg, cfg, mid)
-        ret = labels.forward_returns(mid, cfg.horizon)
+        px = cfg.execution.prices(frame)
+        lab = _labels_for(seg, cfg, mid, px)
+        ret = labels.forward_returns(px, cfg.horizon, lag=cfg.execution.entry_lag)
         usable = _finite_rows(x)
         if "halted" in frame.columns:  # no window may include a halted book
             usable &= ~frame["halted"].to_numpy(bool)
         parts["features"].append(x)
         parts["labels"].append(lab.astype(np.int8))
         parts["returns"].append(ret.astype(np.float32))
-        parts["prices"].append(_book_prices(frame, seg.kind, mid).astype(np.float64))
+        parts["prices"].append(_book_prices(frame, seg.kind, px).astype(np.float64))
         parts["timestamps"].append(frame["timestamp"].to_numpy("datetime64[ns]").astype(np.int64))
         parts["segment"].append(np.full(n, i, dtype=np.int32))
         parts["usable"].append(usable)
         seg_info.append({"instrument": seg.instrument, "day": seg.day, "rows": n,
                          "labelled": int((lab >= 0).sum())})
         log(f"  {seg.instrument} {seg.day or ''}: {n:,} rows, {int((lab >= 0).sum()):,} labelled".rstrip())
-        del frame, x, mid, lab, ret, usable
+        del frame, x, mid, px, lab, ret, usable
         seg.frame = None  # the raw frame is the largest object: let it go as soon as used
         del seg
     arrays = {k: _concatenate(v) for k, v in parts.items()}
@@ -252,6 +268,7 @@ def ingest(sources: Sequence[str | Path], out: str | Path, cfg: IngestConfig,
             key=lambda d: d["file"]),
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
         "embargo": cfg.effective_embargo,
+        "execution": cfg.execution.record(),
         "feature_names": names,
         "feature_specs": specs,
         "n_rows": int(len(split)),
@@ -278,6 +295,7 @@ def summary(ds: Dataset) -> str:
         f"  rows {m['n_rows']:,}   features {len(m['feature_names'])}   window {ds.window}   "
         f"horizon {ds.horizon}   embargo {m['embargo']}",
         f"  manifest sha256 {ds.hash[:16]}…",
+        f"  execution: {m['execution']['describe']}",
     ]
     if m.get("unusable_rows"):
         lines.append(f"  {m['unusable_rows']:,} rows unusable in windows (feature warm-up, empty book "

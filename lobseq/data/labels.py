@@ -2,12 +2,21 @@
 
 Classes: 3 classes ``0 down, 1 stationary, 2 up``; 2 classes ``0 down,
 1 up`` with moves inside ``[-threshold, threshold]`` unlabelled. ``-1`` marks
-a row with no label: no full future (the last k rows), a missing (NaN) or
-non-positive mid among the rows the label needs, or (2 classes) a small move.
-A missing future is never filled.
+a row with no label: no full future, a missing (NaN) or non-positive price
+among the rows the label needs, or (2 classes) a small move. A missing future
+is never filled.
 
-The label at t reads rows t-k+1..t+k at most, so it must only be paired with
-inputs that end at t (``lobseq.splits`` embargoes the overlap).
+Point labels follow the execution contract (`lobseq.data.execution`): the
+label at t is the sign of ``price[t+lag+k] / price[t+lag] - 1``, the return
+of the trade decided at t, entered ``lag`` rows later (1: next open / next
+event; 0: at the close of t) and held k rows. It reads rows up to t+lag+k
+(`label_reach`), so it must only be paired with inputs that end at t
+(``lobseq.data.splits`` embargoes the overlap).
+
+Exact-zero moves: with 2 classes a move of exactly 0 (an unchanged price,
+common with tick-sized prices) is neither up nor down, whatever the
+threshold: the row is unlabelled (-1), ends no window, and no trade is
+scored on it. With 3 classes it is stationary.
 """
 
 from __future__ import annotations
@@ -73,14 +82,29 @@ def _window_means(x: np.ndarray, k: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(x, k).mean(axis=1)
 
 
-def relative_change(mid: Any, horizon: int, method: str = "point") -> np.ndarray:
+def _check_lag(lag: Any) -> int:
+    if isinstance(lag, bool) or lag not in (0, 1):
+        raise LobseqError(f"lag must be 0 or 1 (rows from decision to entry), got {lag!r}",
+                          field="lag")
+    return int(lag)
+
+
+def label_reach(horizon: int, method: str = "point", lag: int = 1) -> int:
+    """The furthest row ahead of t the label at t reads: lag + k (point), k (smoothed)."""
+    k = _check_horizon(horizon)
+    return k + _check_lag(lag) if method == "point" else k
+
+
+def relative_change(mid: Any, horizon: int, method: str = "point", lag: int = 1) -> np.ndarray:
     """The r the label thresholds, float64, NaN where undefined.
 
-    ``point``: mid[t+k] / mid[t] - 1.
+    ``point``: mid[t+lag+k] / mid[t+lag] - 1, the return of the trade decided at t
+    (``mid`` is then the contract's execution price: mid, adjusted open or close).
     ``smoothed``: mean(mid[t+1..t+k]) / mean(mid[t-k+1..t]) - 1 (FI-2010 /
-    DeepLOB); NaN for the first k-1 rows (no full past mean) too.
+    DeepLOB; ``lag`` unused); NaN for the first k-1 rows (no full past mean) too.
     """
     k = _check_horizon(horizon)
+    lag = _check_lag(lag)
     if method not in METHODS:
         raise LobseqError(
             f"unknown label method {method!r}",
@@ -93,7 +117,8 @@ def relative_change(mid: Any, horizon: int, method: str = "point") -> np.ndarray
     if n <= k:
         return r
     if method == "point":
-        r[: n - k] = m[k:] / m[: n - k] - 1.0
+        if n > k + lag:
+            r[: n - k - lag] = m[k + lag:] / m[lag: n - k] - 1.0
         return r
     means = _window_means(m, k)  # means[j] = mean(m[j..j+k-1])
     # past mean at t = means[t-k+1]; future mean at t = means[t+1]; t in k-1..n-k-1.
@@ -108,12 +133,14 @@ def direction_labels(
     threshold: float = 0.0,
     method: str = "point",
     n_classes: int = 3,
+    lag: int = 1,
 ) -> np.ndarray:
     """Direction class of each row over ``horizon`` rows; int8, -1 = unlabelled.
 
-    ``mid``: 1-D prices (dollars). r (see :func:`relative_change`) > threshold
-    is up, r < -threshold is down, otherwise stationary (3 classes) or
-    unlabelled (2 classes). ``threshold`` is a fraction (0.0002 = 2 bps).
+    ``mid``: 1-D prices (dollars): the execution price for ``point``. r (see
+    :func:`relative_change`) > threshold is up, r < -threshold is down,
+    otherwise stationary (3 classes) or unlabelled (2 classes, exact zeros
+    included). ``threshold`` is a fraction (0.0002 = 2 bps).
     """
     if (
         isinstance(threshold, bool)
@@ -126,7 +153,7 @@ def direction_labels(
             field="threshold",
         )
     classes = _check_n_classes(n_classes)
-    r = relative_change(mid, horizon, method)
+    r = relative_change(mid, horizon, method, lag)
     up, down = r > threshold, r < -threshold
     labels = np.full(len(r), -1, dtype=np.int8)
     if classes == 3:
@@ -138,13 +165,14 @@ def direction_labels(
     return labels
 
 
-def forward_returns(mid: Any, horizon: int) -> np.ndarray:
-    """log(mid[t+k] / mid[t]), float64; NaN for the last k rows and missing mids."""
-    k = _check_horizon(horizon)
+def forward_returns(mid: Any, horizon: int, lag: int = 1) -> np.ndarray:
+    """log(mid[t+lag+k] / mid[t+lag]): the traded log return, float64; NaN for the
+    last lag+k rows and missing prices."""
+    k, lag = _check_horizon(horizon), _check_lag(lag)
     m = _as_mid(mid)
     out = np.full(len(m), np.nan)
-    if len(m) > k:
-        out[: len(m) - k] = np.log(m[k:]) - np.log(m[: len(m) - k])
+    if len(m) > k + lag:
+        out[: len(m) - k - lag] = np.log(m[k + lag:]) - np.log(m[lag: len(m) - k])
     return out
 
 
@@ -216,5 +244,6 @@ __all__ = [
     "direction_labels",
     "fi2010_labels",
     "forward_returns",
+    "label_reach",
     "relative_change",
 ]

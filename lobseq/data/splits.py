@@ -3,8 +3,9 @@
 Split codes per row: 0 train, 1 validation, 2 test, -1 embargo (unused).
 Nothing is shuffled across time. The embargo drops the first `embargo` rows
 of a part that directly follows another part in the same segment, so that no
-training label (reading up to t+k) and no later window (reading back T-1 rows)
-touches rows of another part.
+training label (reading up to t + reach, where reach = lag + k for labels of the
+traded return, see `lobseq.data.labels.label_reach`) and no later window
+(reading back T-1 rows) touches rows of another part.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ SPLIT_NAMES = ("train", "val", "test")
 TRAIN, VAL, TEST, EMBARGO = 0, 1, 2, -1
 
 
-def min_embargo(window: int, horizon: int) -> int:
-    return window + horizon - 1
+def min_embargo(window: int, reach: int) -> int:
+    """window + reach - 1: `reach` is the label's reach (`labels.label_reach`), not the horizon."""
+    return window + reach - 1
 
 
 def check_fractions(fractions: Sequence[float]) -> list[float]:

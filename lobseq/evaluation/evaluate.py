@@ -16,23 +16,30 @@ Conventions (every number in a report follows from these):
   each of the dataset's windows).
 * **Same rows.** Model and every baseline are scored on exactly the split's
   window ends `Dataset.ends[split]`.
-* **Baselines** (`lobseq.baselines`), fitted on the dataset's TRAIN window ends
-  only (evenly subsampled to `max_baseline_train`): prior (majority class),
-  persistence (the label of row t - horizon, the newest move fully known at
-  t), logistic regression and gradient-boosted trees on the raw features of
-  the last row of each window (the logistic baseline standardizes on train).
+* **Baselines** (`lobseq.evaluation.baselines`), fitted on the dataset's TRAIN
+  window ends only (evenly subsampled to `max_baseline_train`) with the model's
+  class weighting (read from its training run), logistic regression and
+  gradient-boosted trees tuned on the VALIDATION window ends: prior (majority
+  class), persistence (the label of row t - reach, the newest move fully known
+  at t), logistic regression and gradient-boosted trees on the last row, the
+  window mean and last-minus-first of each raw feature.
+* **Verdict** (`lobseq.evaluation.verdict`): one line, macro-F1 against the best
+  baseline beyond / within / worse than the paired interval, and accuracy next
+  to the majority rate; printed, tagged `lobseq.verdict`, saved as `verdict.md`.
+* **Execution contract.** The dataset must record the current one
+  (`lobseq.data.execution`); one ingested under another is refused.
 * **Intervals.** Circular block bootstrap (`lobseq.metrics.block_bootstrap_ci`)
   over the split's rows in time order, block >= horizon, 95% percentile
   intervals; differences are paired (same resampled rows for both).
 * **Backtest rows.** The split's rows in order, in *runs*: a run is a maximal
   stretch of consecutive rows of one segment (instrument-day). The signal is
   defined at window-end rows and is 0 (no new decision) elsewhere; a decision
-  at t is executed at t+1 and held for `horizon` rows (`lobseq.backtest`);
-  no position is carried across a run boundary (day, instrument, or a gap in
-  the split's rows), every position is closed at its run's last row. Rows
-  without a finite positive mid (or bid/ask with `at_touch`) are dropped
-  first. Risk metrics use P&L summed per calendar day of the row timestamps
-  (all instruments together) and `periods_per_year` (252 trading days).
+  at t is traded as the execution contract says (entered `entry_lag` rows
+  later, held `horizon` rows, in sleeves of 1/horizon: see
+  `lobseq.evaluation.backtest.engine`); no position crosses a run boundary
+  (day, instrument, or a gap in the split's rows). Rows without a finite
+  positive price (or bid/ask at the touch) are dropped first. Periods: days
+  for bars, a clock interval (1 minute) for books (`backtest.model`).
 * **MLflow.** Each evaluation or backtest is its own run, tagged
   `lobseq.model_run_id`, `lobseq.model_uri`, `dataset`, `dataset_hash`,
   `split`, `lobseq.kind` (`evaluation` | `backtest`); where it lands, its name,
@@ -203,26 +210,37 @@ def evaluate_model(model_uri: str, dataset_path, split: str = "test", *, n_boot:
     `split`, `dataset`, `dataset_hash`, `model_uri`, `model_run_id`, `run_id`
     (the evaluation's MLflow run, '' when not logged).
     """
+    from lobseq.data.execution import execution_of
+    from lobseq.evaluation.baselines import describe_baselines
+    from lobseq.evaluation.verdict import majority_rate, model_class_weight, verdict
+
     ds = _as_dataset(dataset_path)
+    execution_of(ds.manifest, ds.path)  # labels under another convention: refused here
     ends = _check_split(ds, split)
     model = load_logged_model(model_uri)
     check_compatible(model, ds)
     y = np.asarray(ds.labels[ends], dtype=np.int64)
     proba = predict_proba(model, ds, ends)
-    baselines = fit_baselines(ds, ds.ends["train"], max_train=max_baseline_train, seed=seed)
+    baselines = fit_baselines(ds, ds.ends["train"], ds.ends["val"],
+                              class_weight=model_class_weight(model),
+                              max_train=max_baseline_train, seed=seed)
     base = baseline_probas(baselines, ds, ends)
     scores = score_against_baselines(y, proba, base, ds.n_classes, ds.horizon, n_boot=n_boot,
                                      seed=seed)
-    table = format_table(scores, f"Evaluation of {model.uri} on {ds.name} [{split}]")
+    scores["majority_class"], scores["majority_rate"] = majority_rate(ds, split)
+    scores["baseline_class_weight"] = baselines["_info"]["class_weight"]
+    v = verdict(scores)
+    table = (format_table(scores, f"Evaluation of {model.uri} on {ds.name} [{split}]")
+             + f"\n{describe_baselines(baselines)}\nverdict: {v.line}")
     scores.update(split=split, dataset=ds.name, dataset_hash=ds.hash, model_uri=model.uri,
-                  model_run_id=model.run_id or "", run_id="")
+                  model_run_id=model.run_id or "", run_id="", verdict=v.line)
     if log:
         log(table)
     if log_to_mlflow:
         from lobseq.evaluation.runs import log_evaluation
 
         scores["run_id"] = log_evaluation(ds, model, split, scores, table, y, proba, base,
-                                          n_boot=n_boot, seed=seed)
+                                          n_boot=n_boot, seed=seed, verdict=v)
         if log:
             log(f"MLflow run {scores['run_id']}")
     return scores

@@ -25,7 +25,7 @@ def walk_forward_folds(periods, train: int, test: int, *, mode: str = "rolling",
     protocol) or on all periods before it (``expanding``). The last `embargo`
     rows before each test block are dropped from its training rows, so no
     training row lies within `embargo` rows of a test row (use
-    ``embargo >= window + horizon - 1`` when labels look ahead). Only full
+    ``embargo >= window + label reach - 1`` when labels look ahead). Only full
     test blocks are returned.
     """
     if mode not in ("rolling", "expanding"):
@@ -77,14 +77,15 @@ class WalkForwardConfig:
     test_size: int | None = None  # periods
     mode: str = "rolling"  # rolling | expanding
     val_fraction: float = 0.2  # validation tail of each fold's training rows
-    embargo: int | None = None  # rows; default window + horizon - 1
+    embargo: int | None = None  # rows; default window + label reach - 1
     n_boot: int = 1000
     seed: int = 0
     tau: float = 0.0
     backtest_mode: str = "long_short"
-    cost_bps: float = 0.0
-    at_touch: bool = False
-    periods_per_year: float = 252.0
+    cost_bps: float | None = None  # None: the dataset kind's default (bars 1 bps, books 0)
+    at_touch: bool | None = None  # None: books at the touch, bars at the execution price
+    periods_per_year: float | None = None  # None: from the period (bars 252 days)
+    interval_s: float | None = None  # books: seconds per period (None: 60)
     max_baseline_train: int | None = 200_000
 
     def validate(self) -> None:
@@ -173,10 +174,12 @@ def make_folds(ds, cfg: WalkForwardConfig) -> tuple[list[Fold], str]:
     from lobseq.evaluation.folds import walk_forward_folds
 
     cfg.validate()
-    need = min_embargo(ds.window, ds.horizon)
+    from lobseq.data.execution import execution_of
+
+    need = min_embargo(ds.window, execution_of(ds.manifest, ds.path).label_reach)
     embargo = need if cfg.embargo is None else int(cfg.embargo)
     if embargo < need:
-        raise LobseqError(f"embargo {embargo} is shorter than window + horizon - 1 = {need}",
+        raise LobseqError(f"embargo {embargo} is shorter than window + label reach - 1 = {need}",
                           field="embargo", fix="leave it unset or raise it")
     periods, by = period_labels(ds, cfg.by)
     n_periods = int(np.unique(periods).size) if by == "days" else int(periods)

@@ -125,7 +125,8 @@ def run_context(model, ds, step: str, split: str, kind: str, extra_tags: dict):
     return ctx, training
 
 
-def log_evaluation(ds, model, split, scores, table, y, proba, base, *, n_boot, seed) -> str:
+def log_evaluation(ds, model, split, scores, table, y, proba, base, *, n_boot, seed,
+                   verdict=None) -> str:
     """The evaluation's run: params, `<split>_*` metrics, plots, table and report; returns its id."""
     import matplotlib
 
@@ -157,6 +158,8 @@ def log_evaluation(ds, model, split, scores, table, y, proba, base, *, n_boot, s
             for f in ("confusion_matrix.png", "reliability.png", "reliability_per_class.png"):
                 mlflow.log_artifact(str(tmp / f), "plots")
         mlflow.log_text(table, "evaluation_table.txt")
+        if verdict is not None:
+            verdict.log()
         report = {**jsonable(scores), "confusion_matrix": cm.tolist(), "class_names": names,
                   "baseline_confusion_matrices": {
                       n: confusion_matrix(y, p.argmax(axis=1), ds.n_classes).tolist()

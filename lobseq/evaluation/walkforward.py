@@ -19,14 +19,18 @@ Conventions:
   a window belongs to a part when all its T rows lie in that part's rows.
   Windows near the dataset's own split boundaries (its embargo rows) are
   therefore not used.
-* **Embargo.** ``embargo`` rows (default and minimum window + horizon - 1)
+* **Embargo.** ``embargo`` rows (default and minimum window + label reach - 1, the reach being
+  horizon + 1 for labels of the traded return)
   separate a fold's training rows from its test rows, and its inner training
   rows from the validation tail (the last ``val_fraction`` of the training
   rows, used for early stopping only). No training label reads a row of a
   later part, no training row lies after a test row.
 * **Scaler.** Re-fitted per fold on the rows its training windows cover.
-* **Baselines** per fold are fitted on the fold's training windows (inner
-  training + validation tail) and scored on the same test windows.
+* **Baselines** per fold are fitted on the fold's inner training windows with
+  the model's class weighting, tuned on its validation tail (as the model is
+  early-stopped on it), and scored on the same test windows.
+* **Verdict**: `lobseq.evaluation.verdict` on the OOS scores and the stitched
+  backtest (costs and fills per `lobseq.evaluation.backtest.model.conventions`).
 * **MLflow.** One parent run (``<model> · walkforward``, ``lobseq.kind=walkforward``;
   nested under the active run, else in the dataset's experiment) with one nested
   run per fold (``<model> · walkforward · fold <k>``: the fold's rows as params,
@@ -34,10 +38,9 @@ Conventions:
   per-epoch curves). The parent logs aggregates only: the model's out-of-sample
   scores over the concatenated test predictions (``oos_<metric>``, macro-F1 with
   its block-bootstrap interval), each baseline's ``oos_baseline_<name>_macro_f1``
-  and the comparison with the best one, mean and sd over folds, and the
-  headline of the stitched backtest over all test rows (``oos_bt_model_*``,
-  `lobseq.evaluation.evaluate` backtest conventions); every score is in
-  ``walkforward.json``, with the fold table and the OOS predictions.
+  and the comparison with the best one, mean and sd over folds, the headline of
+  the stitched backtest over all test rows (``oos_bt_model_*``), and the verdict;
+  every score is in ``walkforward.json``, with the fold table and the OOS predictions.
 """
 
 from __future__ import annotations
@@ -72,14 +75,15 @@ def walk_forward(dataset_path, train_cfg, cfg: WalkForwardConfig | None = None, 
     (and per baseline), `bt_<who>_<metric>` of the stitched backtest, `n_folds`,
     `by`, `run_id` (parent run, '' when not logged) and `folds` (a list of per-fold dicts).
     """
-    from lobseq.evaluation.backtest.model import backtest_probas
-    from lobseq.evaluation.backtest.report import format_backtest_table
+    from lobseq.evaluation.backtest.model import conventions
     from lobseq.evaluation.baselines import BASELINE_NAMES, baseline_probas, fit_baselines
-    from lobseq.evaluation.evaluate import _as_dataset, format_table, score_against_baselines
+    from lobseq.evaluation.evaluate import _as_dataset
     from lobseq.training.fit import fit
 
     cfg = cfg or WalkForwardConfig()
     ds = _as_dataset(dataset_path)
+    conv = conventions(ds, cost_bps=cfg.cost_bps, at_touch=cfg.at_touch,
+                       periods_per_year=cfg.periods_per_year, interval_s=cfg.interval_s)
     train_cfg.validate()
     if train_cfg.head != "classification":
         raise LobseqError("walk-forward scores classification models", field="head")
@@ -95,8 +99,9 @@ def walk_forward(dataset_path, train_cfg, cfg: WalkForwardConfig | None = None, 
             result = fit(view, train_cfg, callbacks=_epoch_callbacks(fold_run), verbose=verbose)
             te = fold.ends["test"]
             proba = np.asarray(result.test_pred, dtype=np.float64)
-            fit_ends = np.concatenate([fold.ends["train"], fold.ends["val"]])
-            base = baseline_probas(fit_baselines(ds, fit_ends, max_train=cfg.max_baseline_train,
+            base = baseline_probas(fit_baselines(ds, fold.ends["train"], fold.ends["val"],
+                                                 class_weight=train_cfg.class_weight,
+                                                 max_train=cfg.max_baseline_train,
                                                  seed=cfg.seed), ds, te)
             y = np.asarray(ds.labels[te], dtype=np.int64)
             scores = _fold_scores(y, proba, base, ds.n_classes)
@@ -117,39 +122,59 @@ def walk_forward(dataset_path, train_cfg, cfg: WalkForwardConfig | None = None, 
         ends = np.concatenate(oos["ends"])
         proba = np.concatenate(oos["proba"])
         base = {b: np.concatenate(oos[b]) for b in BASELINE_NAMES}
+        out, br, results, table, bt_table, v = _oos_summary(
+            ds, folds, fold_rows, ends, proba, base, conv, train_cfg, cfg, by)
         y = np.asarray(ds.labels[ends], dtype=np.int64)
-        scores = score_against_baselines(y, proba, base, ds.n_classes, ds.horizon,
-                                         n_boot=cfg.n_boot, seed=cfg.seed)
-        out: dict = {f"oos_{k}": v for k, v in scores.items()}
-        for key in ["test_macro_f1", *[f"baseline_{b}_macro_f1" for b in BASELINE_NAMES]]:
-            vals = np.array([f[key] for f in fold_rows])
-            name = "fold_macro_f1" if key == "test_macro_f1" else f"fold_{key}"
-            out[f"{name}_mean"] = float(vals.mean())
-            out[f"{name}_sd"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
-        test_rows = np.concatenate([np.arange(*f.test_rows) for f in folds])
-        br, results, bt = backtest_probas(
-            ds, test_rows, ends, {"model": proba, **base}, tau=cfg.tau, mode=cfg.backtest_mode,
-            cost_bps=cfg.cost_bps, at_touch=cfg.at_touch, periods_per_year=cfg.periods_per_year,
-            what="the folds' test rows")
-        out.update({f"bt_{k}": v for k, v in bt.items()})
-        out.update(n_folds=len(folds), by=by, dataset=ds.name, dataset_hash=ds.hash, run_id="")
-        table = (format_table(scores, f"Walk-forward OOS on {ds.name}: {train_cfg.model}, "
-                                      f"{len(folds)} folds by {by} ({cfg.mode})")
-                 + f"\nfold macro-F1 {out['fold_macro_f1_mean']:.4f} ± {out['fold_macro_f1_sd']:.4f}"
-                 + f"   (logistic {out['fold_baseline_logistic_macro_f1_mean']:.4f} ± "
-                   f"{out['fold_baseline_logistic_macro_f1_sd']:.4f})")
-        bt_table = format_backtest_table(bt, list(results), "Stitched OOS backtest "
-                                         f"(mode {cfg.backtest_mode}, tau {cfg.tau:g}, "
-                                         f"cost {cfg.cost_bps:g} bps)")
         say(table)
         say(bt_table)
+        say(f"verdict: {v.line}")
         if log_to_mlflow:
             out["run_id"] = parent.info.run_id
             _log_parent(ds, out, fold_rows, br, results, table, bt_table, ends, y, proba)
+            v.log()
         out["folds"] = fold_rows
     if parent is not None:
         say(f"MLflow run {out['run_id']}")
     return out
+
+
+def _oos_summary(ds, folds, fold_rows, ends, proba, base, conv, train_cfg, cfg, by):
+    """Scores over the concatenated test predictions, fold aggregates, the stitched backtest
+    and the verdict: (flat dict, backtest rows, results, table, backtest table, verdict)."""
+    from lobseq.evaluation.backtest.model import backtest_probas
+    from lobseq.evaluation.backtest.report import format_backtest_table
+    from lobseq.evaluation.baselines import BASELINE_NAMES
+    from lobseq.evaluation.evaluate import format_table, score_against_baselines
+    from lobseq.evaluation.verdict import verdict
+
+    y = np.asarray(ds.labels[ends], dtype=np.int64)
+    scores = score_against_baselines(y, proba, base, ds.n_classes, ds.horizon,
+                                     n_boot=cfg.n_boot, seed=cfg.seed)
+    out: dict = {f"oos_{k}": v for k, v in scores.items()}
+    out["oos_majority_rate"] = float(scores["baseline_prior_accuracy"])
+    for key in ["test_macro_f1", *[f"baseline_{b}_macro_f1" for b in BASELINE_NAMES]]:
+        vals = np.array([f[key] for f in fold_rows])
+        name = "fold_macro_f1" if key == "test_macro_f1" else f"fold_{key}"
+        out[f"{name}_mean"] = float(vals.mean())
+        out[f"{name}_sd"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+    test_rows = np.concatenate([np.arange(*f.test_rows) for f in folds])
+    br, results, bt = backtest_probas(ds, test_rows, ends, {"model": proba, **base}, conv,
+                                      tau=cfg.tau, mode=cfg.backtest_mode,
+                                      what="the folds' test rows")
+    out.update({f"bt_{k}": v for k, v in bt.items()})
+    v = verdict(out, out, scores_prefix="oos_", backtest_prefix="bt_")
+    out.update(n_folds=len(folds), by=by, dataset=ds.name, dataset_hash=ds.hash, run_id="",
+               verdict=v.line)
+    table = (format_table(scores, f"Walk-forward OOS on {ds.name}: {train_cfg.model}, "
+                                  f"{len(folds)} folds by {by} ({cfg.mode})")
+             + f"\nfold macro-F1 {out['fold_macro_f1_mean']:.4f} ± {out['fold_macro_f1_sd']:.4f}"
+             + f"   (logistic {out['fold_baseline_logistic_macro_f1_mean']:.4f} ± "
+               f"{out['fold_baseline_logistic_macro_f1_sd']:.4f})"
+             + f"\nbaselines per fold: class weight {train_cfg.class_weight} (the model's), tuned "
+               "on the fold's validation tail")
+    bt_table = format_backtest_table(bt, list(results), "Stitched OOS backtest "
+                                     f"(mode {cfg.backtest_mode}, tau {cfg.tau:g})", conv.lines())
+    return out, br, results, table, bt_table, v
 
 
 # ------------------------------------------------------------------ MLflow

@@ -21,10 +21,11 @@ from lobseq.registry.champion import (
     champion_challenger,
     ci_of,
     decide,
+    gate_check,
     register,
     score_of,
 )
 
 __all__ = ["CHAMPION", "HISTORY_TAG", "PREVIOUS", "Decision", "PromotionRule", "champion_challenger",
-           "champion_version", "ci_of", "client", "decide", "list_versions", "promote", "register",
+           "champion_version", "ci_of", "client", "decide", "gate_check", "list_versions", "promote", "register",
            "rollback", "score_of", "version_by_alias"]

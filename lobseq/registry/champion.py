@@ -1,4 +1,13 @@
-"""Champion/challenger: the promotion rule, its decision, and registering a challenger."""
+"""Champion/challenger: the promotion rule, its decision, and registering a challenger.
+
+The gate (``PromotionRule.gate = "baselines"``, the default): a challenger is promoted
+only if it beats the best baseline of its own evaluation on the promotion metric by more
+than ``margin`` (with ``require_ci``, also beyond the interval: the paired difference's
+interval lies above 0, or, without one, above the baseline's own interval), optionally
+(``require_trading``) beats buy-and-hold's Sharpe after costs in its backtest, AND beats
+the current champion as before. The gate holds on the first run too: "no champion yet"
+crowns nobody who loses to a baseline. ``gate = "none"`` compares with the champion only.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +20,7 @@ from lobseq.errors import LobseqError
 from lobseq.registry.aliases import champion_version, client, promote
 
 LOWER_IS_BETTER = ("loss", "brier", "error", "drawdown", "ece")
+GATES = ("baselines", "none")
 
 
 @dataclass
@@ -19,6 +29,8 @@ class PromotionRule:
     margin: float = 0.0
     require_ci: bool = False
     greater_is_better: bool | None = None  # None → from the metric's name
+    gate: str = "baselines"  # baselines | none
+    require_trading: bool = False  # also beat buy-and-hold's Sharpe after costs
 
     def better_is_higher(self) -> bool:
         if self.greater_is_better is not None:
@@ -38,6 +50,7 @@ class Decision:
     require_ci: bool = False
     challenger: dict = field(default_factory=dict)
     champion: dict = field(default_factory=dict)
+    gate: dict = field(default_factory=dict)  # the baseline gate's figures and outcome
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,14 +83,79 @@ def score_of(metrics: Mapping[str, Any], metric: str) -> float:
     return value
 
 
+def _best_baseline(metrics: Mapping[str, Any], rule: PromotionRule) -> tuple[str, float] | None:
+    suffix = f"_{rule.metric}"
+    scores = {k[len("baseline_"):-len(suffix)]: float(v) for k, v in metrics.items()
+              if k.startswith("baseline_") and k.endswith(suffix) and isinstance(v, (int, float))
+              and not isinstance(v, bool) and math.isfinite(v)}
+    if not scores:
+        return None
+    pick = max if rule.better_is_higher() else min
+    name = pick(scores, key=scores.get)
+    return name, scores[name]
+
+
+def _beyond_baseline_interval(metrics: Mapping[str, Any], rule: PromotionRule, name: str,
+                              chal: float) -> tuple[float, float] | None:
+    """None when the challenger clears the interval, else the interval it did not clear."""
+    higher = rule.better_is_higher()
+    diff = ci_of(metrics, f"diff_{rule.metric}_vs_{name}")
+    if diff is not None:  # paired: model - baseline on the same resampled rows
+        return None if (diff[0] > 0 if higher else diff[1] < 0) else diff
+    own = ci_of(metrics, f"baseline_{name}_{rule.metric}")
+    if own is None:
+        return (math.nan, math.nan)
+    return None if (chal > own[1] if higher else chal < own[0]) else own
+
+
+def gate_check(challenger: Mapping[str, Any], rule: PromotionRule) -> tuple[bool, str, dict]:
+    """(passed, reason, figures): the challenger against the best baseline (and buy-and-hold)."""
+    if rule.gate not in GATES:
+        raise LobseqError(f"unknown gate {rule.gate!r}", field="gate",
+                          fix=f"use one of {', '.join(GATES)}")
+    if rule.gate == "none":
+        return True, "", {"gate": "none"}
+    chal = score_of(challenger, rule.metric)
+    best = _best_baseline(challenger, rule)
+    if best is None:
+        return False, (f"the evaluation has no baseline {rule.metric} to gate on (set gate: none "
+                       "to compare with the champion only)"), {"gate": rule.gate}
+    name, score = best
+    gain = chal - score if rule.better_is_higher() else score - chal
+    figures = {"gate": rule.gate, "best_baseline": name, "baseline_score": score, "gain": gain}
+    if not gain > rule.margin:
+        return False, (f"challenger {rule.metric} {chal:.4f} does not beat the best baseline, "
+                       f"{name} {score:.4f}, by more than {rule.margin:g}"), figures
+    if rule.require_ci:
+        ci = _beyond_baseline_interval(challenger, rule, name, chal)
+        if ci is not None:
+            return False, (f"challenger {rule.metric} {chal:.4f} beats {name} {score:.4f} but not "
+                           f"beyond the interval [{ci[0]:+.4f}, {ci[1]:+.4f}] (require_ci)"), figures
+    if rule.require_trading:
+        sharpe, bh = challenger.get("model_sharpe"), challenger.get("buy_and_hold_sharpe")
+        figures.update(model_sharpe=sharpe, buy_and_hold_sharpe=bh)
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (sharpe, bh)):
+            return False, ("require_trading needs the challenger's backtest Sharpe and "
+                           "buy-and-hold's (add a backtest stage upstream)"), figures
+        if not sharpe > bh:
+            return False, (f"challenger Sharpe after costs {sharpe:.2f} does not beat "
+                           f"buy-and-hold's {bh:.2f} (require_trading)"), figures
+    return True, (f"beats the best baseline {name} {score:.4f} by {gain:.4f}"
+                  + (" and buy-and-hold's Sharpe" if rule.require_trading else "")), figures
+
+
 def decide(challenger: Mapping[str, Any], champion: Mapping[str, Any] | None,
            rule: PromotionRule) -> Decision:
-    """Compare two evaluations of the same split; pure (no MLflow)."""
+    """Gate the challenger, then compare two evaluations of the same split; pure (no MLflow)."""
     chal = score_of(challenger, rule.metric)
+    passed, why, figures = gate_check(challenger, rule)
     base = dict(metric=rule.metric, challenger_score=chal, margin=rule.margin,
-                require_ci=rule.require_ci)
+                require_ci=rule.require_ci, gate={**figures, "passed": passed})
+    if not passed:
+        return Decision(False, why, **base)
     if champion is None:
-        return Decision(True, "no champion yet: the challenger becomes champion", **base)
+        return Decision(True, "no champion yet: the challenger becomes champion"
+                        + (f" ({why})" if why else ""), **base)
     champ = score_of(champion, rule.metric)
     ci = ci_of(champion, rule.metric)
     higher = rule.better_is_higher()
@@ -133,14 +211,16 @@ def champion_challenger(
     c = client()
     current = champion_version(name, c) if _exists(name, c) else None
     champ_metrics = None
-    if current is not None:
+    if current is not None and gate_check(challenger_metrics, rule)[0]:
         log(f"  evaluating champion {name} v{current} on the same split")
         champ_metrics = dict(evaluate(f"models:/{name}/{current}"))
-    decision = decide(challenger_metrics, champ_metrics, rule)
+    decision = decide(challenger_metrics, champ_metrics, rule)  # the gate decides first
     version = register(challenger_uri, name)
     decision.challenger = {"name": name, "version": version, "model_uri": challenger_uri}
     decision.champion = {"name": name, "version": current} if current else {}
-    tags = {"lobseq.decision": "promoted" if decision.promote else "kept_champion",
+    outcome = ("promoted" if decision.promote else "kept_champion"
+               if decision.gate.get("passed", True) else "below_baseline")
+    tags = {"lobseq.decision": outcome,
             "lobseq.decision_reason": decision.reason[:500],
             "lobseq.metric": rule.metric,
             "lobseq.challenger_score": f"{decision.challenger_score:.6g}",
@@ -149,7 +229,7 @@ def champion_challenger(
             "lobseq.compared_with": current or ""}
     for k, v in tags.items():
         c.set_model_version_tag(name, version, k, v)
-    if current is not None:
+    if current is not None and decision.champion_score is not None:
         c.set_model_version_tag(name, current, f"lobseq.challenged_by_v{version}",
                                 f"{decision.challenger_score:.6g} vs {decision.champion_score:.6g}: "
                                 + ("lost" if decision.promote else "held"))

@@ -7,7 +7,7 @@ its description: decision, verdict and the summary table):
   metrics  per model `<model>/<split>_macro_f1`, its interval, the best baseline, the
            comparison (`lobseq.evaluation.runs` names) and the backtest headline
   tags     `lobseq.stage.<stage>` = ran | reused <run id>, `lobseq.outcome`,
-           `lobseq.verdict` (+ `_detail`), `lobseq.decision` (+ `_reason`), `lobseq.champion`
+           `lobseq.verdict` (+ `_outcome`), `lobseq.decision` (+ `_reason`), `lobseq.champion`
   files    summary.txt (the printed summary), pipeline_summary.json, pipeline.yaml
 Stage runs carry the same per-model metrics for their own models.
 """
@@ -61,27 +61,16 @@ def _finite(v) -> float | None:
         else None
 
 
-def verdict(evaluations: dict) -> tuple[str, str] | None:
-    """(verdict, one line) for the best model by macro-F1 against the best baseline: the
-    paired bootstrap interval of the difference above 0, below 0, or straddling it.
-    An evaluation that carries its own `verdict` is taken as it is."""
+def verdict(evaluations: dict, backtests: dict | None = None) -> tuple[str, str] | None:
+    """(outcome, one line) of `lobseq.evaluation.verdict` for the best model by macro-F1."""
+    from lobseq.evaluation.verdict import verdict as verdict_of
+
     scored = {m: e for m, e in evaluations.items() if _finite(e.get("macro_f1")) is not None}
     if not scored:
         return None
     model = max(scored, key=lambda m: scored[m]["macro_f1"])
-    e = scored[model]
-    if e.get("verdict"):
-        return str(e["verdict"]), f"{model}: {e.get('verdict_detail', e['verdict'])}"
-    d, lo, hi = (_finite(e.get(f"diff_macro_f1_vs_best{s}")) for s in ("", "_ci_low", "_ci_high"))
-    if d is None or lo is None or hi is None:
-        return None
-    base = e.get("best_baseline", "baseline")
-    kind = ("beats_baseline" if lo > 0 else "worse_than_baseline" if hi < 0
-            else "no_better_than_baseline")
-    words = {"beats_baseline": "beats", "worse_than_baseline": "is worse than",
-             "no_better_than_baseline": "is not distinguishable from"}[kind]
-    return kind, (f"{model} {words} the best baseline ({base}) on macro-F1: "
-                  f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]")
+    v = verdict_of(scored[model], (backtests or {}).get(model))
+    return v.outcome, f"{model}: {v.line}"
 
 
 def outcome(result) -> tuple[dict[str, str], str]:
@@ -93,27 +82,40 @@ def outcome(result) -> tuple[dict[str, str], str]:
     tags["lobseq.outcome"] = (f"ran {len(ran)}, reused {len(result.stages) - len(ran)}" if ran
                               else f"unchanged: reused all {len(result.stages)} stages")
     evaluations: dict = {}
+    backtests: dict = {}
     decision, decided_now = None, False
     for s in result.stages:
         evaluations.update(s.outputs.get("evaluations") or {})
+        backtests.update(s.outputs.get("backtests") or {})
         if s.outputs.get("decision"):
             decision, decided_now = s.outputs["decision"], s.status == "ran"
     short = "" if ran else "unchanged"
-    found = verdict(evaluations)
+    found = verdict(evaluations, backtests)
     if found:
-        tags["lobseq.verdict"], tags["lobseq.verdict_detail"] = found
+        tags["lobseq.verdict_outcome"], tags["lobseq.verdict"] = found
     if decision:
         ch, champ = decision.get("challenger") or {}, decision.get("champion") or {}
-        tags["lobseq.decision"] = "promoted" if decision.get("promote") else "kept_champion"
+        tags["lobseq.decision"] = _decision_tag(decision, champ)
         tags["lobseq.decision_reason"] = str(decision.get("reason", ""))[:500]
-        kept = champ if not decision.get("promote") else ch
-        tags["lobseq.champion"] = f"{kept.get('name', ch.get('name'))} v{kept.get('version', '?')}"
+        kept = ch if decision.get("promote") else champ
+        tags["lobseq.champion"] = (f"{kept.get('name', ch.get('name'))} v{kept['version']}"
+                                   if kept.get("version") else "none")
         if decided_now:
             short = (f"{decision.get('challenger_model')} promoted v{ch.get('version')}"
-                     if decision.get("promote") else f"champion kept v{champ.get('version', '?')}")
+                     if decision.get("promote") else f"champion kept v{champ['version']}"
+                     if champ.get("version") else "no champion (gate not passed)")
     elif found and ran:
-        short = found[0].replace("_", " ")
+        short = f"model {found[0]} baseline" if found[0] in ("beats", "within", "worse") else ""
     return tags, short
+
+
+def _decision_tag(decision: dict, champion: dict) -> str:
+    """promoted | kept_champion | below_baseline (the gate stopped it) | not_promoted."""
+    if decision.get("promote"):
+        return "promoted"
+    if (decision.get("gate") or {}).get("passed") is False:
+        return "below_baseline"
+    return "kept_champion" if champion.get("version") else "not_promoted"
 
 
 def record(result, summary_text: str) -> None:
@@ -146,9 +148,11 @@ def record(result, summary_text: str) -> None:
 def _description(tags: dict[str, str], summary_text: str) -> str:
     lines = []
     if "lobseq.decision" in tags:
-        lines.append(f"**{tags['lobseq.decision'].replace('_', ' ')}**: {tags['lobseq.champion']} is "
-                     f"champion — {tags['lobseq.decision_reason']}")
-    if "lobseq.verdict_detail" in tags:
-        lines.append(f"Verdict: {tags['lobseq.verdict_detail']}")
+        who = ("no model is champion" if tags["lobseq.champion"] == "none"
+               else f"{tags['lobseq.champion']} is champion")
+        lines.append(f"**{tags['lobseq.decision'].replace('_', ' ')}**: {who} — "
+                     f"{tags['lobseq.decision_reason']}")
+    if "lobseq.verdict" in tags:
+        lines.append(f"Verdict: {tags['lobseq.verdict']}")
     lines.append(f"Stages: {tags['lobseq.outcome']}")
     return "  \n".join(lines) + f"\n\n```\n{summary_text}\n```"

@@ -32,12 +32,15 @@ def summary_table(result: PipelineResult) -> str:
     if models:
         lines.append("")
         lines.append(f"  {'model':<10}{'macro-F1 [95% CI]':<26}{'best baseline':<20}"
-                     f"{'total return':>14}{'Sharpe':>10}")
+                     f"{'acc / majority':>16}{'total return':>14}{'Sharpe':>10}{'B&H Sharpe':>12}")
         for m in models:
             e, b = evals.get(m), backs.get(m)
             lines.append(f"  {m:<10}{_f1_cell(e):<26}{_best_baseline_cell(e):<20}"
+                         f"{_accuracy_cell(e):>16}"
                          f"{_backtest_cell(b, 'total_return', '+.4f'):>14}"
-                         f"{_backtest_cell(b, 'sharpe', '.2f'):>10}")
+                         f"{_backtest_cell(b, 'sharpe', '.2f'):>10}"
+                         f"{_backtest_cell(b, 'sharpe', '.2f', 'buy_and_hold'):>12}")
+        lines.extend(_verdict_lines(models, evals, backs))
         if any(b and _number(b.get("model_n_periods")) is not None and b["model_n_periods"] < 2
                for b in backs.values()):
             lines.append("  (Sharpe is annualized from daily P&L: undefined with one day)")
@@ -47,6 +50,9 @@ def summary_table(result: PipelineResult) -> str:
         lines.append("")
         if decision["promote"]:
             head = f"PROMOTED: {ch.get('name')} v{ch.get('version')} ({decision.get('challenger_model')})"
+        elif not champ:  # the gate stopped the first challenger: nobody is crowned
+            head = (f"NOT PROMOTED: no champion yet and none crowned; challenger v{ch.get('version')}"
+                    f" ({decision.get('challenger_model')})")
         else:  # name the champion that stays, not the challenger's new version
             head = (f"kept champion: {champ.get('name', ch.get('name'))} v{champ.get('version', '?')};"
                     f" challenger v{ch.get('version')} ({decision.get('challenger_model')})"
@@ -84,10 +90,24 @@ def _best_baseline_cell(e: dict | None) -> str:
     return f"{best} " + (f"{f1:.4f}" if f1 is not None else "n/a")
 
 
-def _backtest_cell(b: dict | None, metric: str, fmt: str) -> str:
+def _backtest_cell(b: dict | None, metric: str, fmt: str, who: str = "model") -> str:
     if not b:
         return "-"
-    if metric == "sharpe" and (_number(b.get("model_n_periods")) or 0) < 2:
+    if metric == "sharpe" and (_number(b.get(f"{who}_n_periods")) or 0) < 2:
         return "n/a"
-    v = _number(b.get(f"model_{metric}"))
+    v = _number(b.get(f"{who}_{metric}"))
     return "n/a" if v is None else format(v, fmt)
+
+
+def _accuracy_cell(e: dict | None) -> str:
+    acc, maj = _number((e or {}).get("accuracy")), _number((e or {}).get("majority_rate"))
+    return "-" if acc is None else f"{acc:.3f} / " + ("n/a" if maj is None else f"{maj:.3f}")
+
+
+def _verdict_lines(models: list[str], evals: dict, backs: dict) -> list[str]:
+    """One plain-words verdict per model (`lobseq.evaluation.verdict`), and the costs used."""
+    from lobseq.evaluation.verdict import verdict
+
+    out = [f"  verdict {m}: {verdict(evals.get(m), backs.get(m)).line}" for m in models]
+    costs = {b.get("costs") for b in backs.values() if b and b.get("costs")}
+    return out + [f"  backtest convention: {c}" for c in sorted(costs)]

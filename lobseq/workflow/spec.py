@@ -86,6 +86,7 @@ INGEST = {
     "features": Setting("list"), "fractions": Setting("list[float]"),
     "split_dates": Setting("dates"), "embargo": Setting("int"),
     "symbol_column": Setting("str", default="symbol"),
+    "entry": Setting("str", choices=("next_open", "close", "next")),  # execution contract
 }
 TRAIN = {  # plus every TrainConfig field except `model` (checked at load time)
     "models": Setting("list[str]", required=True),
@@ -105,6 +106,8 @@ PROMOTE = {
     "greater_is_better": Setting("bool"),
     "split": Setting("str", choices=SPLITS, default="test"),
     "dataset": Setting("str"),
+    "gate": Setting("str", choices=("baselines", "none"), default="baselines"),
+    "require_trading": Setting("bool", default=False),
 }
 SCHEMAS: dict[str, dict[str, Setting]] = {
     "simulate": SIMULATE, "ingest": INGEST, "train": TRAIN, "evaluate": EVALUATE,
@@ -354,6 +357,9 @@ def _check_semantics(stage: Stage, earlier: list[Stage], sp: tuple, lines: _Line
         raise lines.error(sp + ("needs",), f"a {stage.type} stage needs an upstream train stage")
     if stage.type == "promote" and "evaluate" not in up_types:
         raise lines.error(sp + ("needs",), "a promote stage needs an upstream evaluate stage")
+    if stage.type == "promote" and s.get("require_trading") and "backtest" not in up_types:
+        raise lines.error(w + ("require_trading",), "needs an upstream backtest stage",
+                          fix="add the backtest stage to this stage's needs")
     if any(e.type == "promote" for e in earlier):
         raise lines.error(sp, "no stage may follow a promote stage",
                           fix="make promote the last stage, so a later failure cannot follow a "
@@ -386,7 +392,8 @@ def _ingest_config(settings: dict):
         label=s["label"], n_classes=s["classes"], features=s.get("features"),
         fractions=tuple(s["fractions"]) if s.get("fractions") else (0.7, 0.15, 0.15),
         split_dates=tuple(s["split_dates"]) if s.get("split_dates") else None,
-        embargo=s.get("embargo"), symbol_column=s["symbol_column"], name=Path(s["out"]).name)
+        embargo=s.get("embargo"), symbol_column=s["symbol_column"], name=Path(s["out"]).name,
+        entry=s.get("entry"))
 
 
 # ------------------------------------------------------------------ runner

@@ -170,7 +170,9 @@ def _promote_run(ctx: StageContext) -> dict:
 
     s, dataset = ctx.stage.settings, ctx.dataset()
     rule = registry.PromotionRule(metric=s["metric"], margin=float(s["margin"]),
-                                  require_ci=s["require_ci"], greater_is_better=s.get("greater_is_better"))
+                                  require_ci=s["require_ci"], greater_is_better=s.get("greater_is_better"),
+                                  gate=s.get("gate", "baselines"),
+                                  require_trading=bool(s.get("require_trading")))
     evaluations = ctx.find("evaluations") or {}
     if ctx.find("split") not in (None, s["split"]):
         raise LobseqError(f"the evaluate stage scored split '{ctx.find('split')}', promote compares "
@@ -191,13 +193,17 @@ def _promote_run(ctx: StageContext) -> dict:
             MlflowClient().log_dict(ctx.run_id, {**decision.to_dict(), "challenger_model": best},
                                     "promotion_decision.json")
 
+    # the gate's trading test reads the challenger's backtest (Sharpe after costs vs buy-and-hold)
+    trading = {k: v for k, v in ((ctx.find("backtests") or {}).get(best) or {}).items()
+               if k in ("model_sharpe", "buy_and_hold_sharpe", "costs")}
     decision = registry.champion_challenger(
-        s["model_name"], candidates[best]["model_uri"], scored[best],
+        s["model_name"], candidates[best]["model_uri"], {**scored[best], **trading},
         evaluate=lambda uri: _jsonable(evaluate_model(uri, dataset, split=s["split"],
                                                       **_eval_options(evaluate_settings))),
         rule=rule, log=ctx.log, on_decision=record)
     out = {"decision": {**decision.to_dict(), "challenger_model": best}}
-    verdict = "PROMOTED" if decision.promote else "kept the champion"
+    verdict = ("PROMOTED" if decision.promote else "kept the champion"
+               if decision.gate.get("passed", True) else "NOT PROMOTED")
     ctx.log(f"  {verdict}: {decision.reason}")
     return out
 
