@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from lobseq.errors import LobseqError
+from lobseq.data import validate
 from lobseq.data.sources.segment import (
     Paths,
     Segment,
@@ -37,6 +37,7 @@ from lobseq.data.sources.segment import (
     first_index,
     require_nonempty,
 )
+from lobseq.errors import LobseqError
 
 FILE_NAME = re.compile(
     r"^(?P<ticker>.+)_(?P<day>\d{4}-\d{2}-\d{2})_(?P<start>\d+)_(?P<end>\d+)"
@@ -177,17 +178,11 @@ def _read_pair(ticker: str, day: str, levels: int, message: Path, orderbook: Pat
     }
     del raw_cols
     time = cols["time"]
-    bad = first_index(time[1:] < time[:-1])
-    if bad is not None:
-        raise LobseqError(
-            f"time goes backwards ({float(time[bad + 1])} after {float(time[bad])})",
-            file=message,
-            row=data_line_number(message, bad + 1, msg_skip),
-            field="time",
-            fix="sort the messages by time or re-export the day",
-        )
+    msg_rows = _rows(message, msg_skip)
+    validate.check_chronological(time, "time", msg_rows, show=lambda t: f"{float(t)}")
     _check_codes(cols["event_type"], EVENT_TYPES, "event_type", message, msg_skip)
     _check_codes(cols["direction"], (-1, 1), "direction", message, msg_skip)
+    validate.check_non_negative(cols["size"], ["size"], msg_rows)
 
     is_halt_msg = cols["event_type"] == 7
     flag = cols["price"]
@@ -218,23 +213,17 @@ def _read_pair(ticker: str, day: str, levels: int, message: Path, orderbook: Pat
         "halted": halted,
     }
     del cols, flag, is_halt_msg
+    book_rows = _rows(orderbook, book_skip)
     for name in names:  # in file column order, as the checks always ran
         book[name].check(orderbook, book_skip)
+        if "_size_" in name:
+            validate.check_non_negative(book[name].values, [name], book_rows)
     data.update((name, book[name].values) for name in names)
     del book
     # Arrow's allocator keeps the parse blocks' pages; give them back before features run.
     pa.default_memory_pool().release_unused()
 
-    crossed = first_index(data["ask_price_1"] < data["bid_price_1"])
-    if crossed is not None:
-        raise LobseqError(
-            f"crossed book: best ask {data['ask_price_1'][crossed]} < best bid "
-            f"{data['bid_price_1'][crossed]}",
-            file=orderbook,
-            row=data_line_number(orderbook, crossed, book_skip),
-            field="ask_price_1",
-            fix="check the export; a LOBSTER book is never crossed",
-        )
+    validate.check_not_crossed(data["ask_price_1"], data["bid_price_1"], book_rows)
 
     # copy=False with a dict keeps one block per column: no consolidation copy.
     frame = pd.DataFrame(data, columns=["timestamp", *MESSAGE_TYPES, "halted", *names], copy=False)
@@ -409,6 +398,13 @@ def _raw_column(table: pa.Table, name: str) -> tuple[np.ndarray, int | None]:
     return col.to_numpy(), null_at
 
 
+def _rows(path: Path, skip: int) -> validate.Rows:
+    """Rows of a LOBSTER file for the shared checks: errors name its line numbers."""
+    return validate.Rows(file=str(path), row_of=lambda i: data_line_number(path, i, skip),
+                         fix_data="LOBSTER files have no gaps or negative sizes; re-export the file",
+                         fix_order="sort the messages by time or re-export the day")
+
+
 def _checked(values: np.ndarray, null_at: int | None, name: str, path: Path, skip: int) -> np.ndarray:
     """`values` if the column has no missing, NaN or infinite cells; raises otherwise."""
     if null_at is not None:
@@ -419,16 +415,7 @@ def _checked(values: np.ndarray, null_at: int | None, name: str, path: Path, ski
             field=name,
             fix="LOBSTER files have no gaps; re-export the file",
         )
-    if values.dtype.kind == "f":
-        bad = first_index(~np.isfinite(values))
-        if bad is not None:
-            raise LobseqError(
-                f"value {float(values[bad])} is not a finite number",
-                file=path,
-                row=data_line_number(path, bad, skip),
-                field=name,
-                fix="LOBSTER files have no gaps; re-export the file",
-            )
+    validate.check_finite(values, [name], _rows(path, skip))
     return values
 
 
