@@ -207,6 +207,12 @@ def check_rows(block: np.ndarray, names: Sequence[str], checks: Sequence[str], r
     if "not_crossed" in checks and {"ask_price_1", "bid_price_1"} <= set(names):
         check_not_crossed(block[:, names.index("ask_price_1")],
                           block[:, names.index("bid_price_1")], rows)
+    check_order(checks, timestamps, rows)
+
+
+def check_order(checks: Sequence[str], timestamps, rows: Rows) -> None:
+    """The order rule among `checks` (chronological or strictly so) on `timestamps`
+    (datetime-like or int64 ns); rows without timestamps cannot be checked."""
     order = [c for c in ("chronological", "strictly_chronological") if c in checks]
     if order and timestamps is not None:
         check_chronological(as_ns(timestamps), "timestamp", rows,

@@ -16,7 +16,7 @@ from lobseq.errors import LobseqError
 from lobseq.evaluation.backtest.report import format_backtest_table, log_backtest
 from lobseq.evaluation.baselines import baseline_probas, fit_baselines
 from lobseq.evaluation.evaluate import _as_dataset, _check_split, check_compatible, predict_proba
-from lobseq.serving.loader import load_logged_model
+from lobseq.serving.loader import load_model
 
 
 @dataclass
@@ -101,7 +101,7 @@ def backtest_model(model_uri: str, dataset_path, split: str = "test", *, tau: fl
                           field="tau/cost_bps/periods_per_year")
     ds = _as_dataset(dataset_path)
     ends = _check_split(ds, split)
-    model = load_logged_model(model_uri)
+    model = load_model(model_uri)
     check_compatible(model, ds)
     proba = predict_proba(model, ds, ends)
     baselines = fit_baselines(ds, ds.ends["train"], max_train=max_baseline_train, seed=seed)
