@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -173,16 +174,29 @@ def check_chronological(stamps: np.ndarray, field: str, rows: Rows, *, strict: b
     raise rows.error(problem, at, field, rows.fix_order)
 
 
-def _empty_levels(block: np.ndarray, names: Sequence[str]) -> np.ndarray:
-    """(n, k) bool: cells that are the price of an empty book level (its size is 0)."""
-    out = np.zeros(block.shape, dtype=bool)
+@dataclass(frozen=True)
+class _Layout:
+    """Where the checked kinds of columns sit in a block (computed once per column list)."""
+
+    sizes: list[int]  # quantity columns
+    prices: list[int]  # book price columns that have their level's size column ...
+    price_sizes: list[int]  # ... at these positions
+    touch: tuple[int, int] | None  # (ask_price_1, bid_price_1)
+
+
+@lru_cache(maxsize=64)
+def _layout(names: tuple[str, ...]) -> _Layout:
     where = {n: j for j, n in enumerate(names)}
+    prices, price_sizes = [], []
     for j, name in enumerate(names):
         m = PRICE_COLUMN.fullmatch(name)
         k = where.get(f"{m[1]}_size_{m[2]}") if m else None
         if k is not None:
-            out[:, j] = block[:, k] == 0
-    return out
+            prices.append(j)
+            price_sizes.append(k)
+    touch = ((where["ask_price_1"], where["bid_price_1"])
+             if "ask_price_1" in where and "bid_price_1" in where else None)
+    return _Layout([where[n] for n in size_columns(names)], prices, price_sizes, touch)
 
 
 def check_rows(block: np.ndarray, names: Sequence[str], checks: Sequence[str], rows: Rows, *,
@@ -195,18 +209,17 @@ def check_rows(block: np.ndarray, names: Sequence[str], checks: Sequence[str], r
     if unknown:
         raise ValueError(f"unknown row checks {unknown}")
     block = np.asarray(block)
-    if not len(block):
-        return
-    names = list(names)
-    if "finite" in checks:
-        check_finite(block, names, rows, empty_ok=_empty_levels(block, names))
-    sizes = size_columns(names) if "non_negative_sizes" in checks else []
-    if sizes:
-        idx = [names.index(n) for n in sizes]
-        check_non_negative(block[:, idx], sizes, rows)
-    if "not_crossed" in checks and {"ask_price_1", "bid_price_1"} <= set(names):
-        check_not_crossed(block[:, names.index("ask_price_1")],
-                          block[:, names.index("bid_price_1")], rows)
+    names = tuple(names)
+    if len(block):
+        layout = _layout(names)
+        if "finite" in checks:
+            empty = np.zeros(block.shape, dtype=bool)  # NaN price + size 0: an empty level
+            empty[:, layout.prices] = block[:, layout.price_sizes] == 0
+            check_finite(block, names, rows, empty_ok=empty)
+        if "non_negative_sizes" in checks and layout.sizes:
+            check_non_negative(block[:, layout.sizes], [names[j] for j in layout.sizes], rows)
+        if "not_crossed" in checks and layout.touch is not None:
+            check_not_crossed(block[:, layout.touch[0]], block[:, layout.touch[1]], rows)
     check_order(checks, timestamps, rows)
 
 
