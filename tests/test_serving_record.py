@@ -86,6 +86,12 @@ def test_a_spec_without_levels_reads_every_level_of_the_files(lob, tmp_path):
     assert (rec["levels"], len(rec["input_columns"]), rec["features"][0]["levels"]) == (5, 20, None)
 
 
+def test_book_columns_come_in_whole_levels(lob, tmp_path):
+    # spread and returns read only the touch prices, but a canonical book has whole levels
+    rec = _ingest(lob, tmp_path / "d", features=["spread", "returns"]).serving
+    assert rec["input_columns"] == BOOK_1
+
+
 def test_bars_record(bars, tmp_path):
     lines = []
     ds = _ingest(bars, tmp_path / "d", log=lines.append, format="bars", window=5, horizon=1,

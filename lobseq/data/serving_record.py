@@ -15,7 +15,8 @@ Ingest knows all of it while it builds the features, so it writes it down
     window_end      the window-end rule (`lobseq.data.windows.complete_windows`)
 
 The input columns are the columns the feature functions actually read on
-the first segment (recorded while ingest computes them), checked by
+the first segment (recorded while ingest computes them; book columns come
+in whole levels 1..L, as in every canonical book frame), checked by
 recomputing a prefix of that segment from those columns alone. The warm-up
 is measured on the longest stretch of the first segment whose input values
 are all finite (an empty book level makes NaN features that are no warm-up);
@@ -25,6 +26,7 @@ row seen in any segment, which can only overstate it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,6 +38,7 @@ from lobseq.data.windows import WINDOW_END_RULE
 from lobseq.errors import LobseqError
 
 KEY = "serving"
+BOOK_COLUMN = re.compile(r"(ask|bid)_(price|size)_(\d+)")
 OPTIONAL_COLUMNS = ("timestamp", "halted")  # used when present, never required
 _CHECK_ROWS = 2_000  # prefix of the first segment recomputed from the recorded columns
 _RUN_ROWS = 50_000  # at most this many clean rows are featurized again to measure the warm-up
@@ -87,8 +90,8 @@ class ServingRecorder:
         self.specs = [{"name": f.name, **p} for f, p in
                       (feats.resolve_spec(sp, seg.kind) for sp in specs)]
         self.levels = sum(1 for c in frame.columns if c.startswith("ask_price_")) or None
-        self.input_columns = [c for c in frame.columns
-                              if c in probe.read and c not in OPTIONAL_COLUMNS]
+        read = probe.read | _whole_levels(probe.read)
+        self.input_columns = [c for c in frame.columns if c in read and c not in OPTIONAL_COLUMNS]
         self.optional_columns = [c for c in OPTIONAL_COLUMNS if c in frame.columns]
         self._check_columns(frame, x, feats)
         self._clean_warmup = self._warmup_on_clean_rows(frame, feats)
@@ -150,6 +153,14 @@ class ServingRecorder:
             "row_checks": list(ROW_CHECKS.get(self.format, ("finite",))),
             "window_end": WINDOW_END_RULE,
         }
+
+
+def _whole_levels(read: set[str]) -> set[str]:
+    """A canonical book holds whole levels 1..L (features check that): reading any column of
+    level i needs all four columns of levels 1..i."""
+    levels = [int(m[3]) for m in map(BOOK_COLUMN.fullmatch, read) if m]
+    return {f"{side}_{what}_{i}" for i in range(1, max(levels, default=0) + 1)
+            for side in ("ask", "bid") for what in ("price", "size")}
 
 
 def _first_finite(x: np.ndarray, chunk_rows: int = 4_096) -> np.ndarray:
