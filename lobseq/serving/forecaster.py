@@ -60,6 +60,9 @@ class Forecaster:
         self.input_columns = list(spec["input_columns"])
         self.optional_columns = optional_columns(spec)
         self.row_checks = row_checks(spec)
+        # frame.columns.equals(...) is ~10x cheaper than comparing lists (a served request)
+        self._index = {len(c): pd.Index(c) for c in (self.input_columns,
+                                                     [*self.input_columns, "halted"])}
         self._mean = np.asarray(scaler.mean_, dtype=np.float32)
         self._scale = np.asarray(scaler.scale_, dtype=np.float32)
         self._forward = self._forward_one = None
@@ -153,7 +156,7 @@ class Forecaster:
         frame's `timestamp` column, if any) must be in order.
         """
         names = self.input_columns + (["halted"] if "halted" in frame.columns else [])
-        part = frame if list(frame.columns) == names else frame[names]
+        part = frame if frame.columns.equals(self._index[len(names)]) else frame[names]
         for start in range(0, len(part), CHECK_ROWS):
             chunk = part if len(part) <= CHECK_ROWS else part.iloc[start : start + CHECK_ROWS]
             validate.check_rows(chunk.to_numpy(dtype=np.float64), names, self.row_checks,
@@ -170,7 +173,7 @@ class Forecaster:
         frame = self.check_frame(frame)
         self.check_rows(frame, first_row, timestamps)
         cols = self.input_columns
-        canon = frame if list(frame.columns) == cols else frame[cols]
+        canon = frame if frame.columns.equals(self._index[len(cols)]) else frame[cols]
         if not isinstance(canon.index, pd.RangeIndex) or canon.index.start != 0:
             canon = canon.reset_index(drop=True)
         try:  # the stored names: no probe run to learn them
