@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.bench_serve [--requests 300] [--seconds 20]
 
 Trains a tiny LSTM on a simulated 10-level book (raw `book` features: 40
-columns), logs it, loads it once through `lobseq.predict.load_model`, and
+columns), logs it, loads it once through `lobseq.serving.loader.load_model`, and
 measures, all on this machine:
 
   forward      the forward pass the service uses on one (1, 100, 40) window
@@ -59,7 +59,7 @@ def _timed(fn, n: int, budget_s: float) -> list[float]:
 def build_model(work: Path):
     from lobseq.data.ingest import IngestConfig, ingest
     from lobseq.data.simulate import simulate_lobster
-    from lobseq.serving.predict import load_model
+    from lobseq.serving.loader import load_model
     from lobseq.training.config import TrainConfig
     from lobseq.training.run import model_uri, train_and_log
 
@@ -90,12 +90,12 @@ def main(argv=None) -> int:
         f = model.forecaster
         assert (f.window, f.n_features) == (100, 40), (f.window, f.n_features)
         frame = read_sources([str(raw)], "lobster")[0].frame
-        recent = frame[[c for c in frame.columns if c in model.columns or c == "timestamp"]] \
-            .iloc[-model.min_rows:].reset_index(drop=True)
+        recent = frame[[c for c in frame.columns if c in f.input_columns or c == "timestamp"]] \
+            .iloc[-f.min_rows:].reset_index(drop=True)
         recent = recent.assign(timestamp=recent["timestamp"].astype(str))
         body = json.dumps({"dataframe_split": {"columns": list(recent.columns),
                                                "data": recent.values.tolist()}}).encode()
-        window, _ = f.windows(frame.iloc[-model.min_rows:].reset_index(drop=True))
+        window, _ = f.windows(frame.iloc[-f.min_rows:].reset_index(drop=True))
         service = ForecastService(model, max_bytes=len(body) * 4)
         results: dict[str, dict] = {}
         for _ in range(20):  # warm up traced graphs and caches
@@ -148,7 +148,7 @@ def main(argv=None) -> int:
             srv.server_close()
 
     meta = {"machine": platform.machine(), "cpus": os.cpu_count(), "python": sys.version.split()[0],
-            "payload_bytes": len(body), "rows_per_request": model.min_rows, "window": 100,
+            "payload_bytes": len(body), "rows_per_request": f.min_rows, "window": 100,
             "features": 40, "model": "lstm(64)"}
     out = Path(__file__).resolve().parent / "results" / "serve.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -159,7 +159,7 @@ def main(argv=None) -> int:
         rps = r.get("throughput_rps", 1000 / r["mean_ms"])
         print(f"{k:<16}{r['n']:>6}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{rps:>10.0f}"
               f"{r['p50_ms'] / fwd:>13.1f}")
-    print(f"payload {len(body):,} bytes, {model.min_rows} rows; written to {out}")
+    print(f"payload {len(body):,} bytes, {f.min_rows} rows; written to {out}")
     return 0
 
 

@@ -116,10 +116,10 @@ def test_baselines_ignore_validation_and_test_labels(env):
 def test_predictions_use_the_models_scaler_not_the_datasets(env):
     from lobseq.data.scaler import StandardScaler
     from lobseq.evaluation.evaluate import predict_proba
-    from lobseq.serving.loader import load_logged_model
+    from lobseq.serving.loader import load_model
 
     ds = env["ds"]
-    model = load_logged_model(env["run_id"])
+    model = load_model(env["run_id"])
     bogus = StandardScaler.from_dict({"mean_": [5.0] * ds.n_features,
                                       "scale_": [9.0] * ds.n_features, "n_samples_seen_": 1})
     ends = ds.ends["test"][:50]
@@ -137,10 +137,10 @@ def test_evaluation_inside_an_active_run_is_nested(env):
 
 
 def test_unknown_run_id_is_a_user_error(env):
-    from lobseq.serving.loader import load_logged_model
+    from lobseq.serving.loader import load_model
 
     with pytest.raises(LobseqError, match="cannot resolve model"):
-        load_logged_model("0" * 32)
+        load_model("0" * 32)
 
 
 def test_text_that_is_no_model_uri_is_a_user_error():
@@ -152,12 +152,12 @@ def test_text_that_is_no_model_uri_is_a_user_error():
 
 def test_dataset_with_other_features_is_a_user_error(env):
     from lobseq.evaluation.evaluate import check_compatible
-    from lobseq.serving.loader import load_logged_model
+    from lobseq.serving.loader import load_model
 
     ds = env["ds"]
     other = replace(ds, manifest={**ds.manifest, "feature_names": list(reversed(ds.feature_names))})
     with pytest.raises(LobseqError, match="features differ"):
-        check_compatible(load_logged_model(env["run_id"]), other)
+        check_compatible(load_model(env["run_id"]), other)
 
 
 def test_unknown_split_is_a_user_error(env):

@@ -48,14 +48,14 @@ def logged(lobster_dataset, module_mlflow_store):
 def payload(logged, lobster_raw):
     """The last rows of the simulated day as `dataframe_split`, timestamps as strings."""
     from lobseq.data.sources import read_lobster
-    from lobseq.serving.predict import load_model
+    from lobseq.serving.loader import load_model
 
     model = load_model(logged["model_uri"])
     frame = read_lobster(lobster_raw)[0].frame
-    rows = frame[["timestamp", *model.columns]].iloc[-(model.min_rows + 20):].reset_index(drop=True)
+    rows = frame[["timestamp", *model.forecaster.input_columns]].iloc[-(model.forecaster.min_rows + 20):].reset_index(drop=True)
     rows = rows.assign(timestamp=rows["timestamp"].astype(str))
     body = json.dumps({"dataframe_split": {"columns": list(rows.columns), "data": rows.values.tolist()}})
-    return {"model": model, "body": body.encode(), "frame": frame.iloc[-(model.min_rows + 20):]}
+    return {"model": model, "body": body.encode(), "frame": frame.iloc[-(model.forecaster.min_rows + 20):]}
 
 
 def _free_port() -> int:

@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from standin_models import bars_model
 
 from lobseq.errors import LobseqError
 from lobseq.serving.predict import predict_files
@@ -8,20 +9,7 @@ from lobseq.serving.predict import predict_files
 DAYS = 90
 
 
-class StandIn:
-    """A ForecastModel over bars: P(up) from the sign of the last close change."""
-
-    name, version, uri = "stand-in", "3", "models:/stand-in/3"
-    horizon, window, min_rows = 1, 3, 4
-    class_names = ("down", "up")
-    columns = ["close"]
-    optional_columns = ["timestamp"]
-
-    def predict_proba(self, frame, all_windows=True):
-        close = frame["close"].to_numpy(float)
-        rows = np.arange(self.min_rows - 1, len(frame)) if all_windows else np.array([len(frame) - 1])
-        up = np.where(close[rows] > close[rows - 1], 0.8, 0.3)
-        return np.column_stack([1 - up, up]), rows
+MIN_ROWS = 4  # bars_model(): warm-up 1 + window 3
 
 
 @pytest.fixture(scope="module")
@@ -34,56 +22,63 @@ def bars(tmp_path_factory):
 
 
 def test_one_row_per_predictable_timestamp(bars, tmp_path):
-    table = predict_files(StandIn(), [bars], "bars", tmp_path / "p.parquet")
-    assert len(table) == 2 * (DAYS - StandIn.min_rows + 1)
+    table = predict_files(bars_model(), [bars], "bars", tmp_path / "p.parquet")
+    assert len(table) == 2 * (DAYS - MIN_ROWS + 1)
 
 
 def test_output_columns(bars, tmp_path):
     out = tmp_path / "p.parquet"
-    predict_files(StandIn(), [bars], "bars", out)
+    predict_files(bars_model(), [bars], "bars", out)
     assert list(pd.read_parquet(out).columns) == [
         "instrument", "timestamp", "row", "p_down", "p_up", "direction", "horizon", "model_name",
         "model_version"]
 
 
 def test_direction_is_the_most_probable_class(bars, tmp_path):
-    table = predict_files(StandIn(), [bars], "bars", tmp_path / "p.parquet")
+    table = predict_files(bars_model(), [bars], "bars", tmp_path / "p.parquet")
     assert (table["direction"] == np.where(table["p_up"] > table["p_down"], "up", "down")).all()
 
 
 def test_model_version_is_recorded(bars, tmp_path):
-    table = predict_files(StandIn(), [bars], "bars", tmp_path / "p.parquet")
+    table = predict_files(bars_model(), [bars], "bars", tmp_path / "p.parquet")
     assert set(table["model_version"]) == {"3"}
 
 
 def test_csv_output_when_asked(bars, tmp_path):
-    predict_files(StandIn(), [bars], "bars", tmp_path / "p.csv")
+    predict_files(bars_model(), [bars], "bars", tmp_path / "p.csv")
     assert pd.read_csv(tmp_path / "p.csv")["instrument"].tolist()[0] == "AAA"
 
 
-def test_failure_leaves_no_partial_output(bars, tmp_path):
-    class Broken(StandIn):
-        def predict_proba(self, frame, all_windows=True):
-            raise RuntimeError("boom")
+def test_failure_leaves_no_partial_output(bars, tmp_path, monkeypatch):
+    model = bars_model()
 
+    def boom(windows):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(model.forecaster, "forward", boom)
     out = tmp_path / "p.parquet"
     with pytest.raises(RuntimeError):
-        predict_files(Broken(), [bars], "bars", out)
+        predict_files(model, [bars], "bars", out)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_too_short_file_is_a_clear_error(bars, tmp_path):
-    class Hungry(StandIn):
-        min_rows = 100
-
     with pytest.raises(LobseqError, match="fewer than the 100"):
-        predict_files(Hungry(), [bars], "bars", tmp_path / "p.parquet")
+        predict_files(bars_model(window=99), [bars], "bars", tmp_path / "p.parquet")
+
+
+def test_rows_are_checked_as_ingest_checks_them(bars, tmp_path):
+    from lobseq.data.sources import read_bars
+
+    frame = read_bars(bars)[0].frame.iloc[::-1].reset_index(drop=True)  # newest first
+    with pytest.raises(LobseqError, match="row 1, field 'timestamp': timestamp goes backwards"):
+        bars_model().forecaster.proba_rows(frame)
 
 
 @pytest.mark.slow
 def test_real_logged_model_predicts_every_window(bars, tmp_path, mlflow_store):
     from lobseq.data.ingest import IngestConfig, ingest
-    from lobseq.serving.predict import load_model
+    from lobseq.serving.loader import load_model
     from lobseq.training.config import TrainConfig
     from lobseq.training.run import model_uri, train_and_log
 
@@ -93,4 +88,4 @@ def test_real_logged_model_predicts_every_window(bars, tmp_path, mlflow_store):
                            experiment="p", log=lambda m: None)
     model = load_model(model_uri(run_id))
     table = predict_files(model, [bars], "bars", tmp_path / "p.parquet")
-    assert len(table) == 2 * (DAYS - model.min_rows + 1)
+    assert len(table) == 2 * (DAYS - model.forecaster.min_rows + 1)

@@ -115,7 +115,7 @@ def test_logged_example_is_accepted_by_lobseq_serve(logged):
     import mlflow
 
     from lobseq.serving.http import ForecastService
-    from lobseq.serving.predict import load_model
+    from lobseq.serving.loader import load_model
 
     info = logged["info"]
     local = mlflow.artifacts.download_artifacts(info.model_uri)
@@ -174,9 +174,9 @@ def two_day_run(tmp_path_factory):
     with mlflow_store_at(root):
         run_id = train_and_log(ds.path, TrainConfig(model="gru", hyper={"units": 4}, epochs=1,
                                                     max_train_windows=300), log=lambda _: None)
-        from lobseq.serving.loader import load_logged_model
+        from lobseq.serving.loader import load_model
 
-        forecaster = load_logged_model(run_id).forecaster
+        forecaster = load_model(run_id).forecaster
     yield {"dataset": ds, "frames": [s.frame for s in read_lobster(raw)], "forecaster": forecaster}
 
 

@@ -14,12 +14,22 @@ from pathlib import Path
 import numpy as np
 
 from lobseq import __version__
+from lobseq.data.scaler import StandardScaler
+from lobseq.data.serving_record import KEY as SERVING_KEY
+from lobseq.data.serving_record import ServingRecorder
+from lobseq.data.splits import (
+    SPLIT_NAMES,
+    TRAIN,
+    assign_splits,
+    check_fractions,
+    cut_times_from_fractions,
+    min_embargo,
+    window_ends,
+)
+from lobseq.data.store import Dataset, load_dataset, write_dataset
+from lobseq.data.windows import usable_rows
 from lobseq.errors import LobseqError
 from lobseq.io import sha256_file
-from lobseq.data.scaler import StandardScaler
-from lobseq.data.splits import SPLIT_NAMES, TRAIN, assign_splits, check_fractions, cut_times_from_fractions, min_embargo, window_ends
-
-from lobseq.data.store import Dataset, load_dataset, write_dataset
 
 LABEL_METHODS = ("point", "smoothed", "provided")
 
@@ -118,14 +128,6 @@ def _book_prices(frame, kind: str, px: np.ndarray) -> np.ndarray:
     return np.column_stack([px, px, px])
 
 
-def _finite_rows(x: np.ndarray, chunk_rows: int = 65_536) -> np.ndarray:
-    """Rows of `x` whose features are all finite, in row chunks (no (n, F) bool temporary)."""
-    out = np.empty(len(x), dtype=bool)
-    for start in range(0, len(x), chunk_rows):
-        out[start : start + chunk_rows] = np.isfinite(x[start : start + chunk_rows]).all(axis=1)
-    return out
-
-
 def _concatenate(parts: list[np.ndarray]) -> np.ndarray:
     """Concatenate, freeing each part once copied (peak: the result plus one part)."""
     if len(parts) == 1:  # one segment needs no concatenation, nor a second copy
@@ -140,65 +142,69 @@ def _concatenate(parts: list[np.ndarray]) -> np.ndarray:
     return out
 
 
+PARTS = ("features", "labels", "returns", "prices", "timestamps", "segment", "usable")
+
+
+def _segment_arrays(i: int, seg, cfg: IngestConfig, recorder: ServingRecorder) -> dict:
+    """One segment's features, labels, returns, prices, timestamps, segment ids and usable rows."""
+    from lobseq.data import features as feats
+    from lobseq.data import labels
+
+    frame = seg.frame
+    if len(frame) < cfg.window:
+        raise LobseqError(
+            f"{len(frame)} rows is too short for one window of {cfg.window}",
+            file=seg.files[0], fix="use a shorter --window or more data")
+    specs = cfg.features
+    if specs is None:
+        levels = sum(1 for c in frame.columns if c.startswith("ask_price_")) or None
+        specs = feats.default_features(seg.kind, levels, messages="event_type" in frame.columns)
+    first = recorder.names is None
+    x, seg_names = recorder.compute(seg, specs, feats)
+    if not first and seg_names != recorder.names:
+        raise LobseqError("features differ from the first file's (different level count?)",
+                          file=seg.files[0], fix="ingest files with the same number of levels together")
+    recorder.observe(x)
+    mid = feats.mid_price(frame)
+    px = cfg.execution.prices(frame)  # what a trade decided at t is filled at
+    halted = frame["halted"].to_numpy(bool) if "halted" in frame.columns else None
+    return {
+        "features": x,
+        "labels": _labels_for(seg, cfg, mid, px).astype(np.int8),
+        "returns": labels.forward_returns(px, cfg.horizon,
+                                          lag=cfg.execution.entry_lag).astype(np.float32),
+        "prices": _book_prices(frame, seg.kind, px).astype(np.float64),
+        "timestamps": frame["timestamp"].to_numpy("datetime64[ns]").astype(np.int64),
+        "segment": np.full(len(frame), i, dtype=np.int32),
+        "usable": usable_rows(x, halted),  # the window-end rule's "usable" (serving's too)
+    }
+
+
 def build_arrays(segments: Iterable, cfg: IngestConfig, log: Callable[[str], None] = print):
     """Featurize and label each segment; concatenate.
 
-    Returns (arrays, feature names, per-segment info, resolved feature specs).
+    Returns (arrays, feature names, per-segment info, `ServingRecorder`), the
+    recorder holding the resolved feature specs (`.specs`) and the serving record.
 
     `segments` may be lazy (`lobseq.sources.lobster.iter_lobster`): each
     segment's frame is dropped once used, so memory holds one raw day plus
     the growing output.
     """
-    from lobseq.data import features as feats
-    from lobseq.data import labels
-
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in
-                                          ("features", "labels", "returns", "prices",
-                                           "timestamps", "segment", "usable")}
-    names: list[str] | None = None
-    resolved: list[dict] = []
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in PARTS}
+    recorder = ServingRecorder(cfg.format)
     seg_info = []
     first_file = None
     for i, seg in enumerate(segments):
-        if first_file is None:
-            first_file = seg.files[0]
-        frame = seg.frame
-        n = len(frame)
-        if n < cfg.window:
-            raise LobseqError(
-                f"{n} rows is too short for one window of {cfg.window}",
-                file=seg.files[0], fix="use a shorter --window or more data")
-        specs = cfg.features
-        if specs is None:
-            levels = sum(1 for c in frame.columns if c.startswith("ask_price_")) or None
-            specs = feats.default_features(seg.kind, levels, messages="event_type" in frame.columns)
-        x, seg_names = feats.compute_features(frame, specs, seg.kind)
-        if names is None:
-            names = seg_names
-            # Full specs (defaults filled in): what a bundled model recomputes from raw rows.
-            resolved = [{"name": f.name, **p} for f, p in
-                        (feats.resolve_spec(sp, seg.kind) for sp in specs)]
-        elif seg_names != names:
-            raise LobseqError("features differ from the first file's (different level count?)",
-                              file=seg.files[0], fix="ingest files with the same number of levels together")
-        mid = feats.mid_price(frame)
-        px = cfg.execution.prices(frame)
-        lab = _labels_for(seg, cfg, mid, px)
-        ret = labels.forward_returns(px, cfg.horizon, lag=cfg.execution.entry_lag)
-        usable = _finite_rows(x)
-        if "halted" in frame.columns:  # no window may include a halted book
-            usable &= ~frame["halted"].to_numpy(bool)
-        parts["features"].append(x)
-        parts["labels"].append(lab.astype(np.int8))
-        parts["returns"].append(ret.astype(np.float32))
-        parts["prices"].append(_book_prices(frame, seg.kind, px).astype(np.float64))
-        parts["timestamps"].append(frame["timestamp"].to_numpy("datetime64[ns]").astype(np.int64))
-        parts["segment"].append(np.full(n, i, dtype=np.int32))
-        parts["usable"].append(usable)
+        first_file = first_file or seg.files[0]
+        arrays = _segment_arrays(i, seg, cfg, recorder)
+        for key, value in arrays.items():
+            parts[key].append(value)
+        n, labelled = len(arrays["labels"]), int((arrays["labels"] >= 0).sum())
         seg_info.append({"instrument": seg.instrument, "day": seg.day, "rows": n,
-                         "labelled": int((lab >= 0).sum())})
-        log(f"  {seg.instrument} {seg.day or ''}: {n:,} rows, {int((lab >= 0).sum()):,} labelled".rstrip())
-        del frame, x, mid, px, lab, ret, usable
+                         "labelled": labelled})
+        name = " ".join(filter(None, (seg.instrument, seg.day)))  # bars have no day
+        log(f"  {name}: {n:,} rows, {labelled:,} labelled")
+        del arrays
         seg.frame = None  # the raw frame is the largest object: let it go as soon as used
         del seg
     arrays = {k: _concatenate(v) for k, v in parts.items()}
@@ -206,16 +212,14 @@ def build_arrays(segments: Iterable, cfg: IngestConfig, log: Callable[[str], Non
         raise LobseqError(
             f"horizon {cfg.horizon} leaves no labelled rows",
             file=first_file, fix="use a shorter --horizon or longer files")
-    return arrays, names, seg_info, resolved
+    return arrays, recorder.names, seg_info, recorder
 
 
-def ingest(sources: Sequence[str | Path], out: str | Path, cfg: IngestConfig,
-           log: Callable[[str], None] = print) -> Dataset:
-    """Read `sources`, build the dataset and write it atomically to `out`."""
+def _open_sources(sources: Sequence[str | Path], cfg: IngestConfig):
+    """(segments, kind, source file tuples); LOBSTER days are parsed lazily, one at a time."""
     from lobseq.data.sources import read_bars, read_sources
     from lobseq.data.sources.lobster import SegmentStream, iter_lobster
 
-    cfg.validate()
     paths = [str(s) for s in sources]
     if cfg.format == "bars":
         segments = read_bars(paths, symbol_column=cfg.symbol_column)
@@ -227,20 +231,15 @@ def ingest(sources: Sequence[str | Path], out: str | Path, cfg: IngestConfig,
         raise LobseqError("no input files found", file=", ".join(map(str, sources)),
                           fix="pass the files or a folder that holds them")
     # What the manifest needs from the segments, kept apart from their frames.
-    kind = "book" if isinstance(segments, SegmentStream) else segments[0].kind
-    files = segments.files if isinstance(segments, SegmentStream) else [seg.files for seg in segments]
-    log(f"Reading {len(segments)} segment(s) from {len(sources)} source(s)")
-    start = time.perf_counter()
-    arrays, names, seg_info, specs = build_arrays(segments, cfg, log)
-    del segments
-    log(f"Features and labels for {len(arrays['labels']):,} rows in {time.perf_counter() - start:.1f} s;"
-        " splitting, scaling and writing")
+    if isinstance(segments, SegmentStream):
+        return segments, "book", segments.files
+    return segments, segments[0].kind, [seg.files for seg in segments]
 
+
+def _split(arrays: dict, cfg: IngestConfig) -> tuple[np.ndarray, dict, tuple[int, int]]:
+    """(split code per row, window ends per split, cut times); train and val need windows."""
     time_key = arrays["timestamps"]
-    if cfg.split_dates:
-        cuts = cfg.split_cut_times()
-    else:
-        cuts = cut_times_from_fractions(time_key, cfg.fractions)
+    cuts = cfg.split_cut_times() if cfg.split_dates else cut_times_from_fractions(time_key, cfg.fractions)
     split = assign_splits(time_key, arrays["segment"], cut_times=cuts, embargo=cfg.effective_embargo)
     ends = window_ends(split, arrays["segment"], arrays["usable"], arrays["labels"] >= 0, cfg.window)
     for name in ("train", "val"):
@@ -249,15 +248,32 @@ def ingest(sources: Sequence[str | Path], out: str | Path, cfg: IngestConfig,
                 f"the {name} part has no complete window (window {cfg.window}, horizon {cfg.horizon}, "
                 f"embargo {cfg.effective_embargo})", field="fractions",
                 fix="use more data, a shorter window, or other split fractions/dates")
+    return split, ends, cuts
 
-    train_rows = np.flatnonzero((split == TRAIN) & arrays["usable"])
-    scaler = StandardScaler().fit(arrays["features"], rows=train_rows)
 
+def _class_balance(labels: np.ndarray, ends: dict, n_classes: int) -> dict:
     balance = {}
     for name in SPLIT_NAMES:
-        y = arrays["labels"][ends[name]]
-        counts = np.bincount(y, minlength=cfg.n_classes) if len(y) else np.zeros(cfg.n_classes, int)
+        y = labels[ends[name]]
+        counts = np.bincount(y, minlength=n_classes) if len(y) else np.zeros(n_classes, int)
         balance[name] = [int(c) for c in counts]
+    return balance
+
+
+def ingest(sources: Sequence[str | Path], out: str | Path, cfg: IngestConfig,
+           log: Callable[[str], None] = print) -> Dataset:
+    """Read `sources`, build the dataset and write it atomically to `out`."""
+    cfg.validate()
+    segments, kind, files = _open_sources(sources, cfg)
+    log(f"Reading {len(segments)} segment(s) from {len(sources)} source(s)")
+    start = time.perf_counter()
+    arrays, names, seg_info, recorder = build_arrays(segments, cfg, log)
+    del segments
+    log(f"Features and labels for {len(arrays['labels']):,} rows in {time.perf_counter() - start:.1f} s;"
+        " splitting, scaling and writing")
+    split, ends, cuts = _split(arrays, cfg)
+    train_rows = np.flatnonzero((split == TRAIN) & arrays["usable"])
+    scaler = StandardScaler().fit(arrays["features"], rows=train_rows)
     manifest = {
         "name": cfg.name or Path(out).name,
         "lobseq_version": __version__,
@@ -270,14 +286,15 @@ def ingest(sources: Sequence[str | Path], out: str | Path, cfg: IngestConfig,
         "embargo": cfg.effective_embargo,
         "execution": cfg.execution.record(),
         "feature_names": names,
-        "feature_specs": specs,
+        "feature_specs": recorder.specs,
         "n_rows": int(len(split)),
         # Rows no window may contain: non-finite features (warm-up, empty book levels) or halts.
         "unusable_rows": int((~arrays["usable"]).sum()),
         "segments": seg_info,
         "windows": {name: int(len(ends[name])) for name in SPLIT_NAMES},
-        "class_balance": balance,
+        "class_balance": _class_balance(arrays["labels"], ends, cfg.n_classes),
         "split_times": [int(c) for c in cuts],
+        SERVING_KEY: recorder.record(),
     }
     arrays.pop("usable")
     arrays["split"] = split
@@ -298,8 +315,9 @@ def summary(ds: Dataset) -> str:
         f"  execution: {m['execution']['describe']}",
     ]
     if m.get("unusable_rows"):
-        lines.append(f"  {m['unusable_rows']:,} rows unusable in windows (feature warm-up, empty book "
-                     "levels or halts)")
+        why = ("feature warm-up or undefined values" if m.get("kind") == "bars"
+               else "feature warm-up, empty book levels or halts")
+        lines.append(f"  {m['unusable_rows']:,} rows unusable in windows ({why})")
     lines.append("  windows and class balance:")
     for split in SPLIT_NAMES:
         counts = m["class_balance"][split]

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lobseq.data.windows import complete_windows
 from lobseq.errors import LobseqError
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -97,13 +98,10 @@ def window_ends(
     same part, usable (finite features, no halt), and label(t) defined."""
     n = len(split)
     idx = np.arange(n)
-    good = usable & (split >= 0)
     boundary = np.ones(n, dtype=bool)
     boundary[1:] = (segment[1:] != segment[:-1]) | (split[1:] != split[:-1])
-    # A bad row ends a run (the next run starts after it); a boundary starts one.
-    starts = np.where(~good, idx + 1, np.where(boundary, idx, 0))
-    run_start = np.maximum.accumulate(starts)
-    full = good & (idx - run_start + 1 >= window) & labelled
+    # The one window-end rule (serving applies it too), plus a defined label.
+    full = complete_windows(usable & (split >= 0), window, boundary) & labelled
     return {
         name: idx[full & (split == code)].astype(np.int64)
         for code, name in enumerate(SPLIT_NAMES)

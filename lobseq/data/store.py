@@ -17,6 +17,7 @@ import numpy as np
 from lobseq.errors import LobseqError
 from lobseq.io import atomic_dir, canonical_json, sha256_bytes
 from lobseq.data.scaler import StandardScaler
+from lobseq.data.serving_record import serving_record
 from lobseq.data.splits import SPLIT_NAMES
 from lobseq.data.windows import WindowBatches, gather_windows, window_sequence
 
@@ -59,6 +60,12 @@ class Dataset:
     @property
     def name(self) -> str:
         return self.manifest.get("name", self.path.name)
+
+    @property
+    def serving(self) -> dict:
+        """The manifest's serving record (`lobseq.data.serving_record`); an old dataset
+        without one is a `LobseqError` that says to re-ingest."""
+        return serving_record(self.manifest, self.path)
 
     @property
     def config(self) -> dict:

@@ -11,6 +11,40 @@ from functools import lru_cache
 
 import numpy as np
 
+WINDOW_END_RULE = ("row t ends a window iff rows t-T+1..t are all usable (finite features, "
+                   "not halted) and in the same instrument-day (segment); see "
+                   "lobseq.data.windows.complete_windows")
+
+
+def usable_rows(features: np.ndarray, halted: np.ndarray | None = None,
+                chunk_rows: int = 65_536) -> np.ndarray:
+    """bool (n,): rows a window may contain: every feature finite and, when given, not halted.
+
+    Row chunks keep the temporary small (no (n, F) bool array for a big day).
+    """
+    out = np.empty(len(features), dtype=bool)
+    for start in range(0, len(features), chunk_rows):
+        out[start : start + chunk_rows] = np.isfinite(features[start : start + chunk_rows]).all(axis=1)
+    if halted is not None:
+        out &= ~np.asarray(halted, dtype=bool)
+    return out
+
+
+def complete_windows(good: np.ndarray, window: int, breaks: np.ndarray | None = None) -> np.ndarray:
+    """bool (n,): True at row t iff rows t-T+1..t are all `good` and no row t-T+2..t is a
+    `break` (a row that starts a new segment, e.g. another instrument-day or split part).
+
+    The one window-end rule: ingest (`splits.window_ends`) and serving
+    (`Forecaster`) both call it.
+    """
+    good = np.asarray(good, dtype=bool)
+    n = len(good)
+    idx = np.arange(n)
+    # A bad row ends a run (the next run starts after it); a break starts one.
+    starts = np.where(~good, idx + 1, 0 if breaks is None else np.where(breaks, idx, 0))
+    run_start = np.maximum.accumulate(starts)
+    return good & (idx - run_start + 1 >= window)
+
 
 def gather_windows(
     features: np.ndarray,

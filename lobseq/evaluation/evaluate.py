@@ -7,10 +7,11 @@ Conventions (every number in a report follows from these):
 
 * **Model.** A URI (`runs:/ID/model`, a bare run id, `models:/NAME@alias`,
   `models:/NAME/VERSION`, `models:/<logged model id>`) is resolved with MLflow
-  to the logged model's plain files; `lobseq.serving.forecaster.Forecaster` loads them and
-  runs the forward pass. Windows are gathered from the dataset's RAW features
-  and scaled with the MODEL'S scaler, so models trained on other data can be
-  scored on the same dataset. The dataset must have the model's feature
+  once by `lobseq.serving.loader.load_model`; its `Forecaster` scores the
+  windows (`proba_windows`: the forward pass batch predict and the service
+  use). Windows are gathered from the dataset's RAW features and scaled
+  with the MODEL'S scaler, so models trained on other data can be scored on
+  the same dataset. The dataset must have the model's feature
   names, horizon and class count (else `LobseqError`), and a window at least
   as long as the model's (a model window T_m <= T scores the last T_m rows of
   each of the dataset's windows).
@@ -56,7 +57,7 @@ import numpy as np
 from lobseq.data.splits import SPLIT_NAMES
 from lobseq.errors import LobseqError
 from lobseq.evaluation.baselines import BASELINE_NAMES, baseline_probas, fit_baselines
-from lobseq.serving.loader import LoadedModel, load_logged_model
+from lobseq.serving.loader import LoadedModel, load_model
 
 TABLE_METRICS = ("macro_f1", "accuracy", "weighted_f1", "mcc", "cohen_kappa", "log_loss", "brier")
 
@@ -110,16 +111,7 @@ def check_compatible(model: LoadedModel, ds) -> None:
 
 def predict_proba(model: LoadedModel, ds, ends: np.ndarray, batch_size: int = 2048) -> np.ndarray:
     """(len(ends), K) float64 class probabilities at `ends`, scaled with the model's own scaler."""
-    from lobseq.data.windows import gather_windows
-
-    f = model.forecaster
-    out = []
-    for i in range(0, len(ends), batch_size):
-        x = gather_windows(ds.features, ends[i:i + batch_size], f.window, f._mean, f._scale)
-        out.append(np.asarray(f.forward(x), dtype=np.float64))
-    if not out:
-        return np.zeros((0, ds.n_classes))
-    return np.concatenate(out)
+    return model.forecaster.proba_windows(ds.features, ends, batch_size)
 
 
 # ------------------------------------------------------------------ baselines
@@ -217,7 +209,7 @@ def evaluate_model(model_uri: str, dataset_path, split: str = "test", *, n_boot:
     ds = _as_dataset(dataset_path)
     execution_of(ds.manifest, ds.path)  # labels under another convention: refused here
     ends = _check_split(ds, split)
-    model = load_logged_model(model_uri)
+    model = load_model(model_uri)
     check_compatible(model, ds)
     y = np.asarray(ds.labels[ends], dtype=np.int64)
     proba = predict_proba(model, ds, ends)

@@ -4,217 +4,121 @@
         {"dataframe_split": {"columns": [...], "data": [[...], ...]}, "params": {"instrument": "X"}}
         or {"dataframe_records": [{col: value, ...}, ...]}
       → {"predictions": [{"instrument", "timestamp", "probabilities": {class: p},
-                          "direction", "horizon", "model": {"name", "version", "uri"}}]}
+                          "direction", "horizon", "model": {"name", "version", "uri", "run_id"}}]}
     GET /health  → 200 while the process is up
     GET /ready   → 200 once the model is loaded (503 before)
 
 The request carries the most recent raw snapshots (or bars) of one
 instrument, oldest first, at least `min_rows` of them; the answer is the
-forecast at the last row. Every bad request gets a 4xx with a message.
-The model is loaded once; requests run concurrently on the compiled
-forward pass (a lock serializes models that say they are not thread-safe).
+forecast at the last row. Only the last `min_rows` rows are read; they pass
+the row checks ingest applied to the model's source files
+(`lobseq.data.validate`: finite values, sizes >= 0, an uncrossed book, and
+timestamps in order when a `timestamp` column is sent). Every bad request
+gets a 4xx with a message naming the row (its 0-based position in `data`)
+and the column; the log has one line per rejected request (status, reason).
+
+`"instrument"` is `params.instrument` when the request names one, else the
+model's instrument when it was trained on exactly one, else null.
+
+The model is loaded once into `ForecastService.model` (a `LoadedModel`);
+each request reads that attribute once, so assigning a new model swaps it
+between requests. Requests run concurrently on the compiled forward pass.
 """
 
 from __future__ import annotations
 
 import json
-import operator
+import logging
 import threading
-import warnings
-from contextlib import nullcontext
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from itertools import chain
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from lobseq.errors import LobseqError
-from lobseq.serving.predict import ForecastModel
+from lobseq.serving.loader import LoadedModel
+from lobseq.serving.payload import BadRequest, numeric_block, parse_payload, parse_timestamps
 
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 
-
-class BadRequest(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+logger = logging.getLogger("lobseq.serving.http")
 
 
-def _reject_constant(name: str):
-    raise BadRequest(400, f"{name} is not allowed: every value must be a finite number")
-
-
-def parse_payload(body: bytes) -> tuple[list[str], list[list], dict]:
-    """The two `mlflow models serve` JSON layouts → (columns, rows, params).
-
-    Rows stay the parsed JSON lists: the service converts only the rows and
-    columns it uses, in one step, instead of building an object DataFrame.
-    """
-    try:
-        doc = json.loads(body, parse_constant=_reject_constant)
-    except BadRequest:
-        raise
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BadRequest(400, f"malformed JSON: {e}") from None
-    if not isinstance(doc, dict):
-        raise BadRequest(400, "the body must be a JSON object with 'dataframe_split' or "
-                              "'dataframe_records'")
-    keys = [k for k in ("dataframe_split", "dataframe_records") if k in doc]
-    unknown = sorted(set(doc) - {"dataframe_split", "dataframe_records", "params"})
-    if len(keys) != 1 or unknown:
-        raise BadRequest(400, "give exactly one of 'dataframe_split' or 'dataframe_records' "
-                              "(and optionally 'params')" + (f"; unknown keys: {unknown}" if unknown else ""))
-    params = doc.get("params") or {}
-    if not isinstance(params, dict):
-        raise BadRequest(400, "'params' must be an object")
-    if keys[0] == "dataframe_split":
-        split = doc["dataframe_split"]
-        if not isinstance(split, dict) or not isinstance(split.get("columns"), list) \
-                or not isinstance(split.get("data"), list):
-            raise BadRequest(400, "'dataframe_split' needs 'columns' (list) and 'data' (list of rows)")
-        columns, rows = split["columns"], split["data"]
-        if not all(isinstance(c, str) for c in columns) or len(set(columns)) != len(columns):
-            raise BadRequest(400, "'columns' must be distinct strings")
-        width = len(columns)
-        for i, row in enumerate(rows):
-            if not isinstance(row, list) or len(row) != width:
-                raise BadRequest(400, f"row {i} must be a list of {width} values")
-    else:
-        records = doc["dataframe_records"]
-        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-            raise BadRequest(400, "'dataframe_records' must be a list of objects")
-        columns = list(records[0]) if records else []
-        keys0 = set(columns)
-        if any(r.keys() != keys0 for r in records):
-            raise BadRequest(400, "every record must have the same columns")
-        rows = [[r[c] for c in columns] for r in records]
-    return columns, rows, params
-
-
-_NUMBER = {float, int}
-
-
-def _float_block(rows: list[list], idx: list[int]) -> np.ndarray | None:
-    """float64 (len(rows), len(idx)) of the chosen columns, or None unless every value is a JSON number."""
-    if not rows:
-        return np.zeros((0, len(idx)))
-    pick = operator.itemgetter(*idx)
-    picked = [pick(r) for r in rows] if len(idx) > 1 else [(r[idx[0]],) for r in rows]
-    if not set(map(type, chain.from_iterable(picked))) <= _NUMBER:  # bool, str, null, ...
-        return None
-    try:
-        return np.array(picked, dtype=np.float64)
-    except OverflowError:  # an integer beyond float range
-        return None
-
-
-def _timestamps(values: list):
-    """Parse a timestamp column: ISO strings in C via numpy, anything else through pandas."""
-    if all(type(v) is str for v in values):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error")  # numpy only warns on a UTC offset; pandas keeps it
-                return np.array(values, dtype="datetime64[ns]")
-        except (ValueError, TypeError, Warning):
-            pass
-    for fmt in (None, "ISO8601"):  # pandas infers one format from the first value; ISO may vary
-        try:
-            with warnings.catch_warnings():  # "could not infer format": a 400 below if it fails
-                warnings.simplefilter("ignore", UserWarning)
-                return pd.to_datetime(values, format=fmt)
-        except (ValueError, TypeError, OverflowError):
-            continue
-    raise BadRequest(400, "column 'timestamp' has values that are not dates/times")
+def served_instrument(params: dict, spec: dict) -> str | None:
+    """`params.instrument`, else the model's only instrument, else None."""
+    given = params.get("instrument")
+    if given is not None and not isinstance(given, str):
+        raise BadRequest(400, "params.instrument must be a string")
+    if given:
+        return given
+    known = spec.get("instruments") or []
+    return known[0] if len(known) == 1 else None
 
 
 @dataclass
 class ForecastService:
     """Validation and prediction, independent of HTTP (what the handler calls)."""
 
-    model: ForecastModel
+    model: LoadedModel  # assign another LoadedModel to swap models between requests
     max_bytes: int = DEFAULT_MAX_BYTES
 
-    def __post_init__(self) -> None:
-        self._lock = nullcontext() if getattr(self.model, "thread_safe", True) else threading.Lock()
-
     def info(self) -> dict:
-        m = self.model
-        return {"name": m.name, "version": m.version, "uri": m.uri, "horizon": m.horizon,
-                "window": m.window, "min_rows": m.min_rows, "classes": list(m.class_names),
-                "columns": m.columns}
-
-    def validate(self, columns: list[str], rows: list[list]) -> tuple[pd.DataFrame, Any]:
-        """Checked request rows → (float64 frame of the model's columns, timestamps or None).
-
-        Only the last `min_rows` rows are converted and checked (all the model
-        reads); the frame is one float64 block in the model's column order.
-        """
-        m = self.model
-        missing = [c for c in m.columns if c not in columns]
-        if missing:
-            raise BadRequest(400, f"missing columns: {', '.join(missing)}")
-        extra = [c for c in columns if c not in m.columns and c not in m.optional_columns]
-        if extra:
-            raise BadRequest(400, f"unexpected columns: {', '.join(map(str, extra))} "
-                                  f"(the model takes {', '.join(m.columns)})")
-        if len(rows) < m.min_rows:
-            raise BadRequest(400, f"too few rows: got {len(rows)}, the model needs at least "
-                                  f"{m.min_rows} (window {m.window} plus feature warm-up)")
-        rows = rows[len(rows) - m.min_rows:]  # bound the work
-        numeric = list(m.columns) + [c for c in columns if c != "timestamp" and c not in m.columns]
-        position = {c: i for i, c in enumerate(columns)}
-        values = _float_block(rows, [position[c] for c in numeric])
-        if values is None:  # not all plain numbers: the column-wise checks say which and where
-            values = self._slow_block(columns, rows, numeric)
-        bad = ~np.isfinite(values)
-        if bad.any():
-            row, col = (int(i) for i in np.argwhere(bad)[0])
-            raise BadRequest(400, f"column '{numeric[col]}' row {row}: value is missing, NaN or infinite")
-        frame = pd.DataFrame(values, columns=numeric)
-        stamps = None
-        if "timestamp" in position:
-            k = position["timestamp"]
-            stamps = _timestamps([r[k] for r in rows])
-        return frame, stamps
+        m, f = self.model, self.model.forecaster
+        return {"name": m.name, "version": m.version, "uri": m.uri, "run_id": m.run_id,
+                "horizon": f.horizon, "window": f.window, "min_rows": f.min_rows,
+                "classes": list(f.class_names), "columns": f.input_columns,
+                "instruments": f.spec.get("instruments")}
 
     @staticmethod
-    def _slow_block(columns: list[str], rows: list[list], numeric: list[str]) -> np.ndarray:
-        part = pd.DataFrame(rows, columns=columns)[numeric]
-        for c in part.columns:
-            if part[c].dtype == object and part[c].map(
-                    lambda v: isinstance(v, (bool, str, list, dict))).any():
-                raise BadRequest(400, f"column '{c}' must hold numbers")
-        try:
-            return part.to_numpy(dtype=np.float64, na_value=np.nan)  # one block, one conversion
-        except (ValueError, TypeError, OverflowError):
-            raise BadRequest(400, "every column except timestamp must hold numbers") from None
+    def rows_of(f, columns: list[str], rows: list[list]) -> tuple[pd.DataFrame, Any, int]:
+        """Request rows → (float64 frame of the model's columns, timestamps or None, the
+        position of the frame's first row in `data`).
+
+        Only the last `min_rows` rows are converted (all the model reads), into
+        one float64 block in the model's column order.
+        """
+        missing = [c for c in f.input_columns if c not in columns]
+        if missing:
+            raise BadRequest(400, f"missing columns: {', '.join(missing)}")
+        extra = [c for c in columns if c not in f.input_columns and c not in f.optional_columns]
+        if extra:
+            raise BadRequest(400, f"unexpected columns: {', '.join(map(str, extra))} "
+                                  f"(the model takes {', '.join(f.input_columns)})")
+        if len(rows) < f.min_rows:
+            raise BadRequest(400, f"too few rows: got {len(rows)}, the model needs at least "
+                                  f"{f.min_rows} (window {f.window} plus feature warm-up)")
+        first = len(rows) - f.min_rows
+        rows = rows[first:]  # bound the work
+        numeric = f.input_columns + [c for c in columns
+                                     if c != "timestamp" and c not in f.input_columns]
+        frame = pd.DataFrame(numeric_block(columns, rows, numeric), columns=numeric)
+        stamps = None
+        if "timestamp" in columns:
+            k = columns.index("timestamp")
+            stamps = parse_timestamps([r[k] for r in rows])
+        return frame, stamps, first
 
     def predict(self, body: bytes) -> dict:
+        model = self.model  # one model for the whole request, even if swapped meanwhile
+        f = model.forecaster
         columns, rows, params = parse_payload(body)
-        instrument = params.get("instrument", "")
-        if not isinstance(instrument, str):
-            raise BadRequest(400, "params.instrument must be a string")
-        frame, stamps = self.validate(columns, rows)
-        try:
-            with self._lock:
-                proba, ends = self.model.predict_proba(frame, all_windows=False)
-        except LobseqError as e:  # the forecaster's own input checks
+        instrument = served_instrument(params, f.spec)
+        frame, stamps, first = self.rows_of(f, columns, rows)
+        try:  # the row checks, features and window rule ingest applied
+            proba, ends = f.proba_rows(frame, all_windows=False, first_row=first, timestamps=stamps)
+        except LobseqError as e:
             raise BadRequest(400, str(e)) from None
-        proba = np.asarray(proba, dtype=np.float64)
-        if len(proba) == 0:
-            raise BadRequest(422, f"no prediction possible from these rows (need {self.model.min_rows} "
-                                  "consecutive finite rows)")
-        p, row = proba[-1], int(np.asarray(ends)[-1])
+        p, row = proba[-1], int(ends[-1])
         ts = pd.Timestamp(stamps[row]).isoformat() if stamps is not None else None
-        names = self.model.class_names
+        names = f.class_names
         return {"predictions": [{
             "instrument": instrument, "timestamp": ts,
             "probabilities": {n: float(v) for n, v in zip(names, p, strict=True)},
-            "direction": names[int(np.argmax(p))], "horizon": self.model.horizon,
-            "model": {"name": self.model.name, "version": self.model.version, "uri": self.model.uri},
+            "direction": names[int(np.argmax(p))], "horizon": f.horizon,
+            "model": {"name": model.name, "version": model.version, "uri": model.uri,
+                      "run_id": model.run_id},
         }]}
 
 
@@ -226,7 +130,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.verbose:
-            super().log_message(format, *args)
+            logger.info("%s %s", self.address_string(), format % args)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        if not isinstance(code, int) or code < 400:  # a rejection has its own line (`_error`)
+            super().log_request(code, size)
 
     def _send(self, status: int, obj: dict) -> None:
         body = json.dumps(obj).encode()
@@ -239,6 +147,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _error(self, status: int, message: str) -> None:
+        # One line per rejected request: who, what, the status and why.
+        logger.warning("%s \"%s\" %d %s", self.address_string(), self.requestline, status, message)
         self._send(status, {"error_code": "BAD_REQUEST" if status < 500 else "INTERNAL_ERROR",
                             "message": message})
 
@@ -294,6 +204,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(e.status, e.message)
         except Exception as e:  # noqa: BLE001 - a bug, not the client's fault; keep serving
             self.server.errors += 1
+            logger.exception("internal error on %s", self.requestline)
             self._error(500, f"internal error: {type(e).__name__}: {e}")
 
 
@@ -315,20 +226,30 @@ def make_server(service: ForecastService | None, host: str = "127.0.0.1", port: 
     return _Server((host, port), service, verbose)
 
 
+def _log_to_stderr() -> None:
+    """Service log lines (requests, rejections with their reason) on stderr, once."""
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def serve(model_uri: str, host: str = "127.0.0.1", port: int = 8080,
           max_bytes: int = DEFAULT_MAX_BYTES, log=print) -> None:
     """Load the model once, then answer requests until Ctrl-C or SIGTERM."""
     import signal
 
-    from lobseq.serving.predict import load_model
+    from lobseq.serving.loader import load_model
 
+    _log_to_stderr()
     server = make_server(None, host, port, verbose=True)  # /health answers while loading
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         server.service = ForecastService(load_model(model_uri), max_bytes=max_bytes)
         info = server.service.info()
-        log(f"Serving {info['name']} v{info['version']} (window {info['window']}, "
+        log(f"Serving {server.service.model.label} (window {info['window']}, "
             f"needs {info['min_rows']} rows) on http://{host}:{server.server_address[1]}  "
             "— POST /invocations, GET /health, GET /ready")
         stop = threading.Event()

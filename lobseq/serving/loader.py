@@ -1,4 +1,14 @@
-"""Load a logged lobseq model from any MLflow model URI into a `Forecaster`."""
+"""The one way to load a logged lobseq model: any model URI → `LoadedModel`.
+
+    model = load_model("models:/lob@champion")
+    model.name, model.version, model.run_id   # "lob", "3", "9f1c…"
+    model.forecaster.proba_rows(frame)         # `lobseq.serving.forecaster.Forecaster`
+
+The URI is normalized once (`normalize_model_uri`); an alias is resolved to
+its version before the files are fetched, so the version reported is the one
+loaded. The plain files (model.keras, scaler.json, spec.json) are read
+directly: loading never unpickles and never runs code from the model.
+"""
 
 from __future__ import annotations
 
@@ -8,51 +18,86 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lobseq.errors import LobseqError
+from lobseq.serving.forecaster import Forecaster
 
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
+_LOGGED_MODEL_ID = re.compile(r"m-[0-9a-f]{32}")
+URI_FORMS = ("a run id, runs:/ID/model, models:/NAME@alias, models:/NAME/VERSION or "
+             "models:/m-<logged model id>")
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoadedModel:
-    forecaster: object  # lobseq.serving.forecaster.Forecaster
-    uri: str
-    run_id: str | None  # the run that logged the model
+    """A logged model, loaded once: who it is and the `Forecaster` that runs it."""
+
+    forecaster: Forecaster
+    uri: str  # normalized, as asked (an alias URI stays an alias URI)
+    name: str | None = None  # registered model name (models:/NAME@alias, models:/NAME/VERSION)
+    version: str | None = None  # registered version; an alias is resolved when loading
+    run_id: str | None = None  # the run that logged the model
 
     @property
     def spec(self) -> dict:
         return self.forecaster.spec
 
+    @property
+    def label(self) -> str:
+        """`NAME vVERSION` for a registered model, else its URI."""
+        return f"{self.name} v{self.version}" if self.name and self.version else self.uri
+
 
 def normalize_model_uri(model: str) -> str:
-    """A bare run id becomes `runs:/ID/model`; `runs:/` and `models:/` URIs pass through."""
+    """A bare run id becomes `runs:/ID/model`, a bare `m-<id>` `models:/m-<id>`; `runs:/` and
+    `models:/` URIs pass through."""
     model = str(model).strip()
     if _RUN_ID.fullmatch(model):
         return f"runs:/{model}/model"
-    if model.startswith(("runs:/", "models:/")):
+    if _LOGGED_MODEL_ID.fullmatch(model):
+        return f"models:/{model}"
+    if model.startswith(("runs:/", "models:/")) and len(model.split(":/", 1)[1].strip("/")) > 0:
         return model
-    raise LobseqError(f"'{model}' is not a model URI", field="model",
-                      fix="pass a run id, runs:/ID/model, models:/NAME@alias or models:/NAME/VERSION")
+    raise LobseqError(f"'{model}' is not a model URI", field="model", fix=f"pass {URI_FORMS}")
 
 
-def load_logged_model(model: str) -> LoadedModel:
-    """Download a logged lobseq model's plain files and load them into a `Forecaster`."""
+def _registered(uri: str) -> tuple[str, str | None, str | None]:
+    """(URI to fetch, registered name, version): an alias resolved to its version."""
+    if not uri.startswith("models:/"):
+        return uri, None, None
+    rest = uri[len("models:/"):]
+    if "@" in rest:
+        from mlflow import MlflowClient
+
+        name, alias = rest.split("@", 1)
+        version = str(MlflowClient().get_model_version_by_alias(name, alias).version)
+        return f"models:/{name}/{version}", name, version
+    if "/" in rest:
+        name, version = rest.split("/", 1)
+        return uri, name, version
+    return uri, None, None  # a logged model id (models:/m-...)
+
+
+def _fail(model: str, e: Exception) -> LobseqError:
+    first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+    return LobseqError(f"cannot resolve model '{model}': {first}", field="model",
+                       fix=f"check it with `lobseq models list` or the MLflow UI; pass {URI_FORMS}")
+
+
+def load_model(model: str) -> LoadedModel:
+    """Fetch a logged lobseq model's plain files and load them into a `Forecaster`, once."""
     import mlflow
     import yaml
     from mlflow.exceptions import MlflowException
 
-    from lobseq.serving.forecaster import Forecaster
     from lobseq.tracking import configure
 
     uri = normalize_model_uri(model)
     configure()
-    with tempfile.TemporaryDirectory(prefix="lobseq-eval-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="lobseq-model-") as tmp:
         try:
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+            fetch, name, version = _registered(uri)
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=fetch, dst_path=tmp))
         except (MlflowException, OSError) as e:
-            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-            raise LobseqError(f"cannot resolve model '{model}': {first}", field="model",
-                              fix="check the id with `mlflow ui` / `lobseq models`; use a run id, "
-                                  "runs:/ID/model, models:/NAME@alias or models:/NAME/VERSION") from None
+            raise _fail(model, e) from None
         mlmodel = local / "MLmodel"
         if not mlmodel.is_file():
             raise LobseqError(f"'{model}' is not a logged model (no MLmodel file)", field="model",
@@ -65,4 +110,5 @@ def load_logged_model(model: str) -> LoadedModel:
                               field="model", fix="point at a model logged by `lobseq train`")
         forecaster = Forecaster.load(model_path=paths["keras_model"], scaler_path=paths["scaler"],
                                      spec_path=paths["spec"])
-    return LoadedModel(forecaster=forecaster, uri=uri, run_id=meta.get("run_id"))
+    return LoadedModel(forecaster=forecaster, uri=uri, name=name, version=version,
+                       run_id=meta.get("run_id"))

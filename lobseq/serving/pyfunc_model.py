@@ -1,8 +1,10 @@
 """MLflow models-from-code entry point for lobseq forecasters.
 
-MLflow executes this file when the model is loaded; it builds the model
-from the logged plain-file artifacts (model.keras, scaler.json, spec.json)
-through `lobseq.serving.forecaster.Forecaster`. Nothing is unpickled.
+MLflow executes this file when the model is loaded (`mlflow models serve`,
+`mlflow.pyfunc.load_model`); it is a thin shell over the one inference path,
+`lobseq.serving.forecaster.Forecaster`, built from the logged plain-file
+artifacts (model.keras, scaler.json, spec.json). Nothing is unpickled.
+lobseq itself loads models with `lobseq.serving.loader.load_model`.
 
 Input: a pandas DataFrame of raw canonical rows (oldest first). Params:
 `all_windows` (bool, default false): one output row per complete window

@@ -2,8 +2,9 @@
 
     model.keras   the Keras model (loaded with safe_mode, compile=False)
     scaler.json   the training scaler (`StandardScaler.to_dict`)
-    spec.json     feature specs, kind, window T, horizon, classes, input columns,
-                  warm-up rows, dataset hash
+    spec.json     the dataset's serving record (kind, levels, input columns, warm-up,
+                  feature specs, row checks, window-end rule, instruments) plus
+                  feature names, window T, horizon, classes, head, dataset hash
 
 Nothing is pickled, so loading a model never runs code from its files.
 """
@@ -15,7 +16,8 @@ import pandas as pd
 
 from lobseq import __version__
 from lobseq.data.labels import class_names
-from lobseq.errors import LobseqError
+from lobseq.data.serving_record import OPTIONAL_COLUMNS
+from lobseq.data.validate import ROW_CHECKS
 
 MODEL_FILE = "model.keras"
 
@@ -26,20 +28,18 @@ SCALER_FILE = "scaler.json"
 SPEC_FILE = "spec.json"
 
 
-OPTIONAL_COLUMNS = ("timestamp", "halted")  # used when present, never required
+FORMAT_VERSION = 2  # 2: spec.json copies the dataset's serving record
 
 
-MAX_LEVELS = 100
-
-
-_PROBE_ROWS = 400
+RECORD_KEYS = ("kind", "format", "levels", "instruments", "input_columns", "optional_columns",
+               "warmup_rows", "features", "row_checks", "window_end")
 
 
 def example_frame(kind: str, levels: int = 10, rows: int = 200, seed: int = 0) -> pd.DataFrame:
     """A plausible canonical frame (book with LOBSTER message columns, or daily bars).
 
-    Used as the logged input example and to probe which columns and how many
-    warm-up rows the stored feature specs need; it is not market data.
+    Used as the logged input example (MLflow's signature and serving example);
+    it is not market data.
     """
     rng = np.random.default_rng(seed)
     if kind == "bars":
@@ -73,84 +73,39 @@ def example_frame(kind: str, levels: int = 10, rows: int = 200, seed: int = 0) -
     return pd.DataFrame(data)
 
 
-def _names_for(frame: pd.DataFrame, specs, kind: str) -> list[str] | None:
-    from lobseq.data.features import compute_features
-
-    try:
-        return compute_features(frame, specs, kind)[1]
-    except LobseqError:
-        return None
-
-
-def resolve_specs(manifest: dict) -> tuple[list, int | None]:
-    """The feature specs the dataset was built with, and its book level count (None for bars).
-
-    Ingest stores `config.features = None` for "the default set for the
-    file's levels"; the level count is found by matching the stored feature
-    names on example frames, so a spec list that does not reproduce the
-    dataset's feature names is an error here, not a silent mismatch later.
-    """
-    from lobseq.data.features import default_features
-
-    kind = manifest.get("kind", "book")
-    want = list(manifest["feature_names"])
-    # Prefer resolved specs if ingest recorded them; else the config's (None = defaults).
-    specs = manifest.get("feature_specs") or manifest.get("config", {}).get("features")
-    if kind == "bars":
-        specs = specs or default_features("bars", 1)
-        if _names_for(example_frame("bars", rows=_PROBE_ROWS), specs, "bars") == want:
-            return specs, None
-    else:
-        for messages in (False, True):  # ingest adds message features when the frame has messages
-            for levels in range(1, MAX_LEVELS + 1):
-                level_specs = specs or default_features("book", levels, messages=messages)
-                frame = example_frame("book", levels, rows=_PROBE_ROWS)
-                names = _names_for(frame, level_specs, "book")
-                if names == want:
-                    return level_specs, levels
-                if names is not None and len(names) > len(want):  # more levels only add columns
-                    break
-            if specs is not None:
-                break
-    raise LobseqError("cannot reproduce the dataset's feature names from its feature specs on a "
-                      "canonical frame", field="features",
-                      fix="package only datasets whose features are computed from canonical "
-                          "book or bar columns")
-
-
 def build_spec(dataset, head: str = "classification") -> dict:
-    """Everything besides weights and scaler that turns raw rows into model inputs."""
-    from lobseq.data.features import compute_features
+    """Everything besides weights and scaler that turns raw rows into model inputs.
 
-    manifest = dataset.manifest
-    kind = manifest.get("kind", "book")
-    specs, levels = resolve_specs(manifest)
-    probe = example_frame(kind, levels or 1, rows=_PROBE_ROWS)
-    reference = compute_features(probe, specs, kind)[1]
-    required = []
-    for col in probe.columns:
-        if col in OPTIONAL_COLUMNS:
-            continue
-        if _names_for(probe.drop(columns=[col]), specs, kind) != reference:
-            required.append(col)
-    x, _ = compute_features(probe[required], specs, kind)
-    finite = np.isfinite(x).all(axis=1)
-    warmup = int(np.argmax(finite)) if finite.any() else len(probe)
-    return {
-        "format_version": 1,
+    Copied from the dataset's serving record (`Dataset.serving`, written by
+    ingest), plus the window, horizon and classes; nothing is guessed here.
+    """
+    record = dataset.serving
+    spec = {key: record[key] for key in RECORD_KEYS}
+    spec.update({
+        "format_version": FORMAT_VERSION,
         "lobseq_version": __version__,
-        "kind": kind,
-        "features": specs,
         "feature_names": list(dataset.feature_names),
-        "levels": levels,
-        "input_columns": required,
         "window": dataset.window,
         "horizon": dataset.horizon,
         "n_classes": dataset.n_classes,
         "class_names": list(class_names(dataset.n_classes)),
         "head": head,
-        "warmup_rows": warmup,
-        "min_rows": warmup + dataset.window,
+        "min_rows": int(record["warmup_rows"]) + dataset.window,
         "dataset": dataset.name,
         "dataset_hash": dataset.hash,
-    }
+    })
+    return spec
+
+
+def row_checks(spec: dict) -> list[str]:
+    """The row checks of a spec; a format-1 spec (before the serving record) gets its kind's
+    (for books only those FI-2010's normalized values also pass)."""
+    if "row_checks" in spec:
+        return list(spec["row_checks"])
+    return list(ROW_CHECKS["bars"] if spec.get("kind") == "bars" else ("finite", "chronological"))
+
+
+def optional_columns(spec: dict) -> list[str]:
+    """Canonical columns a request may add to the model's input columns."""
+    return [c for c in spec.get("optional_columns", OPTIONAL_COLUMNS)
+            if c not in spec["input_columns"]]

@@ -1,7 +1,8 @@
 """Log a trained model as an MLflow pyfunc (models-from-code) over the plain-file package.
 
-The package format is `lobseq.serving.spec`'s; the entry point MLflow runs on
-load is `lobseq/serving/pyfunc_model.py`.
+The package format is `lobseq.serving.spec`'s (spec.json is built from the
+dataset's serving record); the entry point MLflow runs on load is
+`lobseq/serving/pyfunc_model.py`, a thin shell over `Forecaster`.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from lobseq import __version__
 from lobseq.serving.forecaster import Forecaster
 from lobseq.serving.spec import (
     MODEL_FILE,
-    OPTIONAL_COLUMNS,
     SCALER_FILE,
     SPEC_FILE,
     build_spec,
     example_frame,
+    optional_columns,
 )
 
 PYFUNC_MODEL_CODE = Path(__file__).parents[1] / "serving" / "pyfunc_model.py"
@@ -90,8 +91,8 @@ def log_pyfunc(model, dataset, head: str = "classification", name: str = "model"
         if spec["kind"] == "book":
             example["halted"] = False
         # only what the model reads: `lobseq serve` rejects other columns (time, order_id, price)
-        example = example[[c for c in example.columns
-                           if c in spec["input_columns"] or c in OPTIONAL_COLUMNS]]
+        keep = set(spec["input_columns"]) | set(optional_columns(spec))
+        example = example[[c for c in example.columns if c in keep]]
         output = forecaster.predict(example)
         with warnings.catch_warnings():  # int columns in the example are canonical, not a mistake
             warnings.filterwarnings("ignore", message=".*[Ii]nteger column", category=UserWarning)

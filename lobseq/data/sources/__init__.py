@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from lobseq.errors import LobseqError
 from lobseq.data.sources.bars import read_bars
 from lobseq.data.sources.fi2010 import read_fi2010
 from lobseq.data.sources.lobster import read_lobster
 from lobseq.data.sources.segment import Paths, Segment
+from lobseq.errors import LobseqError
 
 FORMATS: dict[str, Callable[[Paths], list[Segment]]] = {
     "lobster": read_lobster,

@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from lobseq.errors import LobseqError
+from lobseq.data import validate
 from lobseq.data.sources.segment import (
     Paths,
     Segment,
@@ -29,6 +29,7 @@ from lobseq.data.sources.segment import (
     first_index,
     require_nonempty,
 )
+from lobseq.errors import LobseqError
 
 CSV_SUFFIXES = (".csv",)
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -95,6 +96,7 @@ def _read_file(path: Path, symbol_column: str) -> list[Segment]:
             out[canon] = _numbers(table[columns[canon]], canon, path, row_of)
     if "adj_close" not in out:
         out["adj_close"] = out["close"]
+    validate.check_non_negative(out["volume"].to_numpy(), [str(columns["volume"])], _rows(path, row_of))
     out = out[list(COLUMNS)]
 
     if symbol is None:
@@ -239,19 +241,17 @@ def _numbers(column: pd.Series, canon: str, path: Path, row_of) -> np.ndarray:
 
 def _check_order(dates: pd.Series, symbols: pd.Series, field: str, path: Path, row_of) -> None:
     """Dates must strictly increase per symbol, in file order."""
-    previous = dates.groupby(symbols.to_numpy()).shift()
-    bad = first_index((dates <= previous).to_numpy())
-    if bad is None:
-        return
-    when, before, symbol = _day(dates.iloc[bad]), _day(previous.iloc[bad]), symbols.iloc[bad]
-    if when == before:
-        problem = f"date {when} appears twice for {symbol}"
-    else:
-        problem = f"date {when} comes after {before} for {symbol}: dates go backwards"
-    raise LobseqError(
-        problem, file=path, row=row_of(bad), field=field, fix="one row per date, oldest first"
-    )
+    previous = dates.groupby(symbols.to_numpy()).shift()  # NaT: a symbol's first date
+    validate.check_chronological(validate.as_ns(dates), field, _rows(path, row_of), strict=True,
+                                 previous=validate.as_ns(previous), show=_day,
+                                 what=lambda i: f"for {symbols.iloc[i]}")
 
 
-def _day(when: pd.Timestamp) -> str:
+def _rows(path: Path, row_of) -> validate.Rows:
+    return validate.Rows(file=str(path), row_of=row_of, fix_data="correct the cell or drop the row",
+                         fix_order="one row per date, oldest first")
+
+
+def _day(ns) -> str:
+    when = pd.Timestamp(int(ns))
     return when.strftime("%Y-%m-%d") if when == when.normalize() else str(when)

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lobseq.errors import LobseqError
 from lobseq.data.sources.segment import (
     Paths,
     Segment,
@@ -26,6 +25,7 @@ from lobseq.data.sources.segment import (
     first_index,
     require_nonempty,
 )
+from lobseq.errors import LobseqError
 
 N_ROWS = 149
 LEVELS = 10

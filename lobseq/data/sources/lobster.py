@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from lobseq.data import validate
 from lobseq.data.sources.lobster_csv import PRICE_SCALE, parse_csv, read_book
 from lobseq.data.sources.segment import (
     Paths,
@@ -166,13 +167,16 @@ def _read_pair(ticker: str, day: str, levels: int, message: Path, orderbook: Pat
         )
     data = _message_columns(raw_cols, midnight, message, msg_skip)
     del raw_cols
+    rows = _rows(orderbook, book_skip)
     for name in names:  # in file column order, as the checks always ran
         book[name].check(orderbook, book_skip)
+        if "_size_" in name:
+            validate.check_non_negative(book[name].values, [name], rows)
     data.update((name, book[name].values) for name in names)
     del book
     # Arrow's allocator keeps the parse blocks' pages; give them back before features run.
     pa.default_memory_pool().release_unused()
-    _check_not_crossed(data["ask_price_1"], data["bid_price_1"], orderbook, book_skip)
+    validate.check_not_crossed(data["ask_price_1"], data["bid_price_1"], rows)
     # copy=False with a dict keeps one block per column: no consolidation copy.
     frame = pd.DataFrame(data, columns=["timestamp", *MESSAGE_TYPES, "halted", *names], copy=False)
     return Segment(ticker, day, "book", frame, (str(message), str(orderbook)))
@@ -197,17 +201,11 @@ def _message_columns(
         for name, (values, null_at) in raw_cols.items()
     }
     time = cols["time"]
-    bad = first_index(time[1:] < time[:-1])
-    if bad is not None:
-        raise LobseqError(
-            f"time goes backwards ({float(time[bad + 1])} after {float(time[bad])})",
-            file=message,
-            row=data_line_number(message, bad + 1, skip),
-            field="time",
-            fix="sort the messages by time or re-export the day",
-        )
+    rows = _rows(message, skip)
+    validate.check_chronological(time, "time", rows, show=lambda t: f"{float(t)}")
     _check_codes(cols["event_type"], EVENT_TYPES, "event_type", message, skip)
     _check_codes(cols["direction"], (-1, 1), "direction", message, skip)
+    validate.check_non_negative(cols["size"], ["size"], rows)
     is_halt_msg = cols["event_type"] == 7
     return {
         "timestamp": midnight + np.round(time * 1e9).astype(np.int64).view("timedelta64[ns]"),
@@ -238,18 +236,6 @@ def _halted(is_halt_msg: np.ndarray, flag: np.ndarray, message: Path, skip: int)
     return pd.Series(state).ffill().fillna(0.0).to_numpy(dtype=bool)
 
 
-def _check_not_crossed(ask: np.ndarray, bid: np.ndarray, orderbook: Path, skip: int) -> None:
-    crossed = first_index(ask < bid)
-    if crossed is not None:
-        raise LobseqError(
-            f"crossed book: best ask {ask[crossed]} < best bid {bid[crossed]}",
-            file=orderbook,
-            row=data_line_number(orderbook, crossed, skip),
-            field="ask_price_1",
-            fix="check the export; a LOBSTER book is never crossed",
-        )
-
-
 def _raw_column(table: pa.Table, name: str) -> tuple[np.ndarray, int | None]:
     """One column as numpy (unchecked) and the index of its first missing cell, if any."""
     col = table.column(name)
@@ -269,17 +255,15 @@ def _checked(values: np.ndarray, null_at: int | None, name: str, path: Path, ski
             field=name,
             fix="LOBSTER files have no gaps; re-export the file",
         )
-    if values.dtype.kind == "f":
-        bad = first_index(~np.isfinite(values))
-        if bad is not None:
-            raise LobseqError(
-                f"value {float(values[bad])} is not a finite number",
-                file=path,
-                row=data_line_number(path, bad, skip),
-                field=name,
-                fix="LOBSTER files have no gaps; re-export the file",
-            )
+    validate.check_finite(values, [name], _rows(path, skip))
     return values
+
+
+def _rows(path: Path, skip: int) -> validate.Rows:
+    """Rows of a LOBSTER file for the shared checks: errors name its line numbers."""
+    return validate.Rows(file=str(path), row_of=lambda i: data_line_number(path, i, skip),
+                         fix_data="LOBSTER files have no gaps or negative sizes; re-export the file",
+                         fix_order="sort the messages by time or re-export the day")
 
 
 def _check_codes(

@@ -206,7 +206,7 @@ def backtest_model(model_uri: str, dataset_path, split: str = "test", *, tau: fl
         predict_proba,
     )
     from lobseq.evaluation.verdict import model_class_weight, trading_verdict
-    from lobseq.serving.loader import load_logged_model
+    from lobseq.serving.loader import load_model
 
     if mode not in MODES or tau < 0:
         raise LobseqError(f"mode must be one of {', '.join(MODES)} and tau >= 0, got {mode!r}, "
@@ -215,7 +215,7 @@ def backtest_model(model_uri: str, dataset_path, split: str = "test", *, tau: fl
     conv = conventions(ds, cost_bps=cost_bps, at_touch=at_touch,
                        periods_per_year=periods_per_year, interval_s=interval_s)
     ends = _check_split(ds, split)
-    model = load_logged_model(model_uri)
+    model = load_model(model_uri)
     check_compatible(model, ds)
     proba = predict_proba(model, ds, ends)
     baselines = fit_baselines(ds, ds.ends["train"], ds.ends["val"],
