@@ -6,14 +6,18 @@ feature, label or window ever reads across an instrument or day boundary.
 
 from __future__ import annotations
 
+import datetime
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field, StrictInt, field_validator, model_validator
 
 from lobseq import __version__
+from lobseq.config import stage_config
 from lobseq.errors import LobseqError
 from lobseq.io import sha256_file
 from lobseq.data.scaler import StandardScaler
@@ -21,39 +25,45 @@ from lobseq.data.splits import SPLIT_NAMES, TRAIN, assign_splits, check_fraction
 
 from lobseq.data.store import Dataset, load_dataset, write_dataset
 
-LABEL_METHODS = ("point", "smoothed", "provided")
 
-
-@dataclass
+@stage_config
 class IngestConfig:
-    format: str
-    window: int = 100
-    horizon: int = 10
-    threshold: float = 0.0
-    label: str = "point"  # point | smoothed | provided (FI-2010's own labels)
-    n_classes: int = 3
-    features: list | None = None  # None → default_features(kind, levels)
-    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
-    split_dates: tuple[str, str] | None = None  # (validation start, test start)
-    embargo: int | None = None  # None → window + horizon - 1
-    symbol_column: str = "symbol"
-    name: str | None = None
+    """How raw files become a dataset; checked on construction, before any file is read."""
 
-    def validate(self) -> None:
+    format: Literal["lobster", "fi2010", "bars"] = Field(description="Raw file format.")
+    window: StrictInt = Field(100, ge=1, description="Sequence length T.")
+    horizon: StrictInt = Field(10, ge=1, description="Label horizon k (events for books, days for "
+                                                     "bars).")
+    threshold: float = Field(0.0, description="Moves within ±threshold (relative) are 'stationary'.")
+    label: Literal["point", "smoothed", "provided"] = Field(
+        "point", description="'provided' uses FI-2010's own labels.")
+    n_classes: Literal[2, 3] = Field(3, alias="classes", description="3: down/stationary/up; "
+                                                                     "2: down/up.")
+    features: list[str | dict] | None = Field(
+        None, description="Feature names or specs [default: the format's default set].")
+    fractions: tuple[float, float, float] = Field(
+        (0.7, 0.15, 0.15), description="Train, validation, test fractions (chronological).")
+    split_dates: tuple[str, ...] | None = Field(
+        None, description="VAL_START,TEST_START dates instead of fractions.")
+    embargo: StrictInt | None = Field(
+        None, description="Rows dropped after each split boundary [default: window + horizon - 1].")
+    symbol_column: str = Field("symbol", description="Bars: the symbol column.")
+    name: str | None = Field(None, description="Dataset name [default: the output folder's name].")
+
+    @field_validator("split_dates", mode="before")
+    @classmethod
+    def _dates_as_text(cls, value):  # YAML reads an unquoted 2024-01-03 as a date
+        if isinstance(value, (list, tuple)):
+            return tuple(v.isoformat() if isinstance(v, datetime.date) else v for v in value)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self):
         if not self.split_dates:
-            check_fractions(self.fractions)  # before any file is read
-        for key in ("window", "horizon"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or value < 1:
-                raise LobseqError(f"{key} must be a positive integer, got {value!r}", field=key)
-        if self.label not in LABEL_METHODS:
-            raise LobseqError(f"unknown label method '{self.label}'", field="label",
-                              fix=f"use one of {', '.join(LABEL_METHODS)}")
+            check_fractions(self.fractions)
         if self.label == "provided" and self.format != "fi2010":
             raise LobseqError("label 'provided' exists only for FI-2010 files", field="label",
                               fix="use point or smoothed")
-        if self.n_classes not in (2, 3):
-            raise LobseqError(f"n_classes must be 2 or 3, got {self.n_classes}", field="n_classes")
         if self.embargo is not None and self.embargo < min_embargo(self.window, self.horizon):
             raise LobseqError(
                 f"embargo {self.embargo} is shorter than window + horizon - 1 = "
@@ -61,6 +71,7 @@ class IngestConfig:
                 field="embargo", fix="leave it unset or raise it")
         if self.split_dates:
             self.split_cut_times()
+        return self
 
     def split_cut_times(self) -> tuple[int, int]:
         """`split_dates` as (validation start, test start) in ns since the epoch."""

@@ -15,6 +15,7 @@ from lobseq.data.splits import SPLIT_NAMES
 from lobseq.errors import LobseqError
 from lobseq.evaluation.backtest.report import format_backtest_table, log_backtest
 from lobseq.evaluation.baselines import baseline_probas, fit_baselines
+from lobseq.evaluation.config import BacktestConfig
 from lobseq.evaluation.evaluate import _as_dataset, _check_split, check_compatible, predict_proba
 from lobseq.serving.loader import load_logged_model
 
@@ -78,10 +79,15 @@ def run_on_rows(br: BacktestRows, signal, *, horizon: int, cost_bps: float, at_t
     return res
 
 
-def backtest_model(model_uri: str, dataset_path, split: str = "test", *, tau: float = 0.0,
-                   mode: str = "long_short", cost_bps: float = 0.0, at_touch: bool = False,
-                   periods_per_year: float = 252.0, max_baseline_train: int | None = 200_000,
-                   seed: int = 0, log_to_mlflow: bool = True,
+_DEFAULTS = BacktestConfig()  # the defaults below are BacktestConfig's, declared there once
+
+
+def backtest_model(model_uri: str, dataset_path, split: str = _DEFAULTS.split, *,
+                   tau: float = _DEFAULTS.tau, mode: str = _DEFAULTS.mode,
+                   cost_bps: float = _DEFAULTS.cost_bps, at_touch: bool = _DEFAULTS.at_touch,
+                   periods_per_year: float = _DEFAULTS.periods_per_year,
+                   max_baseline_train: int | None = _DEFAULTS.max_baseline_train,
+                   seed: int = _DEFAULTS.seed, log_to_mlflow: bool = True,
                    log: Callable[[str], None] | None = print) -> dict:
     """Trade the model's probabilities on `split` (module conventions), next to buy-and-hold
     and the baselines' signals under the same rules.
