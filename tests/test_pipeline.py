@@ -69,7 +69,7 @@ def test_needs_must_name_an_earlier_stage(tmp_path):
 
 def test_missing_required_key_is_named(tmp_path):
     text = GOOD.replace("format: lobster, ", "")
-    with pytest.raises(LobseqError, match="missing required key 'format'"):
+    with pytest.raises(LobseqError, match=r"key 'stages\.1\.with': missing required setting 'format'"):
         load_pipeline(_write(tmp_path, text))
 
 
@@ -106,7 +106,7 @@ def test_unknown_model_names_its_list_item(tmp_path):
 
 
 @pytest.mark.parametrize("override, key, problem", [
-    ("ingest.window=0", "window", "window must be a positive integer"),
+    ("ingest.window=0", "window", "must be >= 1, got 0"),
     ("ingest.embargo=2", "embargo", "embargo 2 is shorter than window"),
     ("ingest.label=provided", "label", "only for FI-2010"),
     ('ingest.split_dates=["2024-01-03"]', "split_dates", "two dates"),

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lobseq.errors import LobseqError
 from lobseq.io import canonical_json, sha256_bytes
 from lobseq.workflow.spec import Pipeline, Stage, load_pipeline
-from lobseq.workflow.stages import STAGES, StageContext, _as_list, _jsonable
+from lobseq.workflow.stages import STAGES, StageContext, _jsonable
+from lobseq.workflow.stages import check_inputs_exist as _check_inputs_exist
 
 STAGE_KEY_TAG = "lobseq.stage_key"
 
@@ -24,22 +24,6 @@ OUTPUTS_TAG = "lobseq.stage_outputs"
 
 
 KEY_VERSION = 1  # bump when the meaning of a stage's settings changes
-
-
-def _check_inputs_exist(pipe: Pipeline) -> None:
-    """Sources no upstream stage creates must be on disk before the pipeline starts."""
-    for stage in pipe.stages:
-        if "simulate" in {a.type for a in pipe.ancestors(stage)}:
-            continue
-        paths = _as_list(stage.settings.get("sources")) if stage.type == "ingest" else []
-        if stage.type in ("train", "evaluate", "backtest", "promote") and stage.settings.get("dataset") \
-                and "ingest" not in {a.type for a in pipe.ancestors(stage)}:
-            paths = [stage.settings["dataset"]]
-        for p in paths:
-            if not Path(p).exists():
-                raise LobseqError(f"stage {stage.name!r}: input not found", file=p,
-                                  fix="create it first (e.g. `lobseq simulate --out " + p + "`) "
-                                      "or set the stage's 'sources'/'dataset'")
 
 
 @dataclass
@@ -123,8 +107,11 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 def run_pipeline(path_or_pipeline: str | Path | Pipeline, overrides: list[str] | tuple = (),
                  force: bool = False, log: Callable[[str], None] = print,
-                 lock: bool = True) -> PipelineResult:
-    """Validate, take the lock, run each stage as a nested MLflow run (or reuse an unchanged one)."""
+                 lock: bool = True, detail: Callable[[str], None] | None = None) -> PipelineResult:
+    """Validate, take the lock, run each stage as a nested MLflow run (or reuse an unchanged one).
+
+    `log` gets one line per stage; `detail` (default: `log`) what the stages say while running.
+    """
     from lobseq.locks import run_lock
 
     pipe = path_or_pipeline if isinstance(path_or_pipeline, Pipeline) \
@@ -132,10 +119,11 @@ def run_pipeline(path_or_pipeline: str | Path | Pipeline, overrides: list[str] |
     ctx_lock = run_lock(pipe.lock, what=f"run of pipeline '{pipe.name}'") if lock \
         else contextlib.nullcontext()
     with ctx_lock, _sigterm_as_interrupt():
-        return _run(pipe, force, log)
+        return _run(pipe, force, log, detail or log)
 
 
-def _run(pipe: Pipeline, force: bool, log: Callable[[str], None]) -> PipelineResult:
+def _run(pipe: Pipeline, force: bool, log: Callable[[str], None],
+         detail: Callable[[str], None]) -> PipelineResult:
     # Runs are driven through the client, never the fluent "active run": the
     # library calls a stage makes (train_and_log, evaluate) start their own runs.
     from mlflow import MlflowClient
@@ -156,7 +144,7 @@ def _run(pipe: Pipeline, force: bool, log: Callable[[str], None]) -> PipelineRes
     log(f"Pipeline {pipe.name}: {len(pipe.stages)} stage(s), MLflow run {parent_id}")
     try:
         for stage in pipe.stages:
-            ctx = StageContext(pipe, stage, [outputs[a.name] for a in pipe.ancestors(stage)], log)
+            ctx = StageContext(pipe, stage, [outputs[a.name] for a in pipe.ancestors(stage)], detail)
             kind = STAGES[stage.type]
             key = stage_key(stage, kind.inputs(ctx))
             t0 = time.perf_counter()
@@ -172,7 +160,7 @@ def _run(pipe: Pipeline, force: bool, log: Callable[[str], None]) -> PipelineRes
                 res = StageResult(stage.name, stage.type, "skipped", r.info.run_id,
                                   time.perf_counter() - t0, prev_out, prev.info.run_id)
             else:
-                log(f"[{stage.name}] running ({stage.type})")
+                detail(f"[{stage.name}] running ({stage.type})")
                 r = c.create_run(exp_id, run_name=stage.name, tags=tags)
                 ctx.run_id = r.info.run_id
                 flat = _flat_params(stage.settings)
