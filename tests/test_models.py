@@ -121,9 +121,9 @@ def test_deeplob_inception_has_three_branches_of_64_then_lstm_64():
 
 @pytest.mark.parametrize("n_features", [20, 39, 41, 144])
 def test_deeplob_rejects_anything_but_the_40_column_book(n_features):
-    with pytest.raises(LobseqError, match=r"raw 10-level book \(40 columns") as err:
+    with pytest.raises(LobseqError, match=r"40 columns of a 10-level book") as err:
         models.build("deeplob", (T, n_features), 3)
-    assert "book" in err.value.fix and "levels: 10" in err.value.fix
+    assert "lobseq ingest" in err.value.fix and "--features levels_rel" in err.value.fix
 
 
 def test_unknown_model_lists_the_known_ones():
