@@ -164,6 +164,9 @@ def _explain(e: dict, cls: type | None, key: str | None, loc: list) -> tuple[str
         if len(loc) > 1:  # a fixed-length list is one short
             return f"needs more values (item {loc[1]} is missing)", _length_fix(cls, key)
         return f"missing required setting '{key}'", f"set {key}"
+    if kind == "too_short" and len(loc) == 1:
+        need = (e.get("ctx") or {}).get("min_length", 1)
+        return f"needs at least {need} item{'s' if need != 1 else ''}", None
     if kind in ("too_long", "too_short"):
         return e["msg"].lower(), _length_fix(cls, key)
     if kind == "literal_error":
@@ -196,7 +199,8 @@ def _length_fix(cls: type | None, key: str | None) -> str | None:
         return None
     for name, info in fields_of(cls).items():
         if key in (name, key_of(cls, name)):
-            args = typing.get_args(base_type(info.annotation))
-            if args and Ellipsis not in args:
+            t = base_type(info.annotation)
+            args = typing.get_args(t)
+            if typing.get_origin(t) is tuple and args and Ellipsis not in args:
                 return f"give {len(args)} values"
     return None

@@ -35,8 +35,6 @@ from lobseq.config import keys_of, stage_config
 from lobseq.errors import LobseqError
 from lobseq.workflow.schema import SCHEMAS, TYPE_ALIASES
 
-SPLITS = ("train", "val", "test")
-
 
 @stage_config
 class PipelineFile:
