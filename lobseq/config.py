@@ -31,7 +31,7 @@ from pydantic.fields import FieldInfo
 from lobseq.errors import LobseqError
 
 CONFIG = ConfigDict(extra="forbid", validate_assignment=True, validate_by_name=True,
-                    validate_by_alias=True, arbitrary_types_allowed=False)
+                    validate_by_alias=True)
 
 _TYPE_WORDS = {"int": ("int", "use a whole number"), "float": ("float", "use a number"),
                "bool": ("bool", "use true or false"), "string": ("str", "use text"),
@@ -107,7 +107,7 @@ def as_settings(cfg: Any, exclude: frozenset[str] | set[str] = frozenset()) -> d
     return out
 
 
-def describe_default(info: FieldInfo) -> Any:
+def default_of(info: FieldInfo) -> Any:
     """A field's default (calling its factory), or `dataclasses.MISSING` when it is required."""
     if info.default_factory is not None:
         return info.default_factory()

@@ -7,6 +7,7 @@ stage), 2 bad input or settings, 75 another run holds the lock (try later),
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -30,6 +31,8 @@ def _run_pipeline(file: Path, overrides: tuple[str, ...], force: bool, verbose: 
     from lobseq.workflow.spec import load_pipeline
 
     pipe = load_pipeline(file, overrides)  # bad config: exit 2 before anything runs
+    if not verbose:  # MLflow's INFO chatter (store set-up, signature checks) is a detail too
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
     def say(message: str) -> None:
         click.echo(message, err=True)

@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from lobseq.config import base_type, choices_of, describe_default, fields_of
+from lobseq.config import base_type, choices_of, default_of, fields_of
 from lobseq.errors import LobseqError
 
 
@@ -134,7 +134,7 @@ def config_options(*configs: type, rename: Mapping[str, str] | None = None,
             if name in exclude or name in seen:
                 continue
             seen.add(name)
-            default = defaults.get(name, describe_default(info))
+            default = defaults.get(name, default_of(info))
             need = name in required or default is dataclasses.MISSING
             options.append(_option(name, info, rename.get(name) or info.alias or name,
                                    None if need else default, need))
