@@ -13,7 +13,7 @@ from pydantic import Field, StrictBool, StrictInt
 
 from lobseq.cli import cli
 from lobseq.cli.options import build, config_options
-from lobseq.config import describe_default, fields_of, stage_config
+from lobseq.config import default_of, fields_of, stage_config
 
 
 @stage_config
@@ -98,7 +98,7 @@ def test_every_command_option_default_is_its_configs(command, config_path):
     for field, info in fields_of(cls).items():
         if field not in options or options[field].required and field == "model":
             continue  # --model is required on the command line
-        default = describe_default(info)
+        default = default_of(info)
         shown = options[field].default
         if isinstance(default, tuple):
             default = ",".join(map(str, default))
