@@ -209,3 +209,13 @@ def test_describe_gives_a_line_and_defaults_per_model():
     for name, doc, defaults in rows:
         assert doc and "\n" not in doc
         assert defaults == models.hyperparameters(name)
+
+
+@pytest.mark.parametrize("name", list(models.MODELS))
+def test_hyperparameters_read_from_source_match_the_builders_signature(name):
+    import inspect
+
+    params = inspect.signature(models.MODELS[name]).parameters
+    declared = {k: list(p.default) if isinstance(p.default, tuple) else p.default
+                for k, p in params.items() if k not in ("input_shape", "n_classes", "head")}
+    assert models.hyperparameters(name) == declared
