@@ -121,9 +121,9 @@ def test_deeplob_inception_has_three_branches_of_64_then_lstm_64():
 
 @pytest.mark.parametrize("n_features", [20, 39, 41, 144])
 def test_deeplob_rejects_anything_but_the_40_column_book(n_features):
-    with pytest.raises(LobseqError, match=r"raw 10-level book \(40 columns") as err:
+    with pytest.raises(LobseqError, match=r"40 columns of a 10-level book") as err:
         models.build("deeplob", (T, n_features), 3)
-    assert "book" in err.value.fix and "levels: 10" in err.value.fix
+    assert "lobseq ingest" in err.value.fix and "--features levels_rel" in err.value.fix
 
 
 def test_unknown_model_lists_the_known_ones():
@@ -209,3 +209,13 @@ def test_describe_gives_a_line_and_defaults_per_model():
     for name, doc, defaults in rows:
         assert doc and "\n" not in doc
         assert defaults == models.hyperparameters(name)
+
+
+@pytest.mark.parametrize("name", list(models.MODELS))
+def test_hyperparameters_read_from_source_match_the_builders_signature(name):
+    import inspect
+
+    params = inspect.signature(models.MODELS[name]).parameters
+    declared = {k: list(p.default) if isinstance(p.default, tuple) else p.default
+                for k, p in params.items() if k not in ("input_shape", "n_classes", "head")}
+    assert models.hyperparameters(name) == declared

@@ -69,7 +69,7 @@ def test_needs_must_name_an_earlier_stage(tmp_path):
 
 def test_missing_required_key_is_named(tmp_path):
     text = GOOD.replace("format: lobster, ", "")
-    with pytest.raises(LobseqError, match="missing required key 'format'"):
+    with pytest.raises(LobseqError, match=r"key 'stages\.1\.with': missing required setting 'format'"):
         load_pipeline(_write(tmp_path, text))
 
 
@@ -106,7 +106,7 @@ def test_unknown_model_names_its_list_item(tmp_path):
 
 
 @pytest.mark.parametrize("override, key, problem", [
-    ("ingest.window=0", "window", "window must be a positive integer"),
+    ("ingest.window=0", "window", "must be >= 1, got 0"),
     ("ingest.embargo=2", "embargo", "embargo 2 is shorter than window"),
     ("ingest.label=provided", "label", "only for FI-2010"),
     ('ingest.split_dates=["2024-01-03"]', "split_dates", "two dates"),
@@ -114,6 +114,84 @@ def test_unknown_model_names_its_list_item(tmp_path):
 def test_ingest_settings_are_checked_before_anything_runs(tmp_path, override, key, problem):
     with pytest.raises(LobseqError, match=rf"key 'stages\.1\.with\.{key}' \(from --set\): .*{problem}"):
         load_pipeline(_write(tmp_path, GOOD), [override])
+
+
+def test_a_config_checked_key_names_key_line_and_fix(tmp_path):
+    text = GOOD.replace("horizon: 2}", "horizon: 2, classes: 4}")
+    with pytest.raises(LobseqError, match=r"line 8, key 'stages\.1\.with\.classes': 4 is not "
+                                          r"allowed\. Fix: use one of 2, 3"):
+        load_pipeline(_write(tmp_path, text))
+
+
+TRAIN = "  - name: train\n    type: train\n    with: {models: [rnn, gru], epochs: 0}\n"
+
+
+def test_a_train_setting_is_checked_by_trainconfig_with_its_line(tmp_path):
+    with pytest.raises(LobseqError, match=r"line 11, key 'stages\.2\.with\.epochs': must be >= 1"):
+        load_pipeline(_write(tmp_path, GOOD + TRAIN))
+
+
+def test_a_models_unknown_hyperparameter_names_its_hyper_key(tmp_path):
+    text = GOOD + TRAIN.replace("epochs: 0", "hyper: {gru: {unitz: 2}}")
+    with pytest.raises(LobseqError, match=r"key 'stages\.2\.with\.hyper\.gru': unknown hyperparameter"):
+        load_pipeline(_write(tmp_path, text))
+
+
+def test_a_preset_is_checked_for_each_model(tmp_path):
+    text = GOOD + TRAIN.replace("epochs: 0", "preset: dixon")
+    with pytest.raises(LobseqError, match=r"key 'stages\.2\.with\.preset': unknown preset 'dixon' "
+                                          r"for model 'gru'"):
+        load_pipeline(_write(tmp_path, text))
+
+
+def test_settings_hold_every_default_once_loaded(tmp_path):
+    s = load_pipeline(_write(tmp_path, GOOD)).stage("ingest").settings
+    assert (s["classes"], s["label"], s["fractions"], "name" in s) == (3, "point", [0.7, 0.15, 0.15],
+                                                                       False)
+
+
+NEW_STAGES = GOOD + """\
+  - name: train
+    type: train
+    with: {models: [rnn, gru]}
+  - name: wf
+    type: walkforward
+    needs: [ingest]
+    with: {models: [gru], folds: 2, by: periods}
+  - name: predict
+    type: predict
+    needs: [train, sim]
+    with: {format: lobster, model: gru}
+"""
+
+
+def test_walkforward_and_predict_stages_validate(tmp_path):
+    p = load_pipeline(_write(tmp_path, NEW_STAGES))
+    wf = p.stage("wf").settings
+    assert (wf["epochs"], wf["patience"], wf["folds"], "head" in wf) == (10, 3, 2, False)
+    assert p.stage("predict").settings == {"format": "lobster", "model": "gru"}
+
+
+@pytest.mark.parametrize("model, problem", [
+    (None, "needs 'model': several models are trained upstream"),
+    ("lstm", "'lstm' is neither a model URI nor a model trained upstream"),
+])
+def test_predict_needs_a_model_it_can_resolve(tmp_path, model, problem):
+    text = NEW_STAGES.replace(", model: gru", f", model: {model}" if model else "")
+    with pytest.raises(LobseqError, match=problem):
+        load_pipeline(_write(tmp_path, text))
+
+
+def test_predict_takes_a_registry_uri(tmp_path):
+    text = NEW_STAGES.replace("model: gru", "model: 'models:/live@champion'")
+    assert load_pipeline(_write(tmp_path, text)).stage("predict").settings["model"] == \
+        "models:/live@champion"
+
+
+def test_older_backtest_params_mapping_is_still_read(tmp_path):
+    text = GOOD + TRAIN.replace("epochs: 0", "epochs: 1") + \
+        "  - name: bt\n    type: backtest\n    with: {params: {cost_bps: 2.5}}\n"
+    assert load_pipeline(_write(tmp_path, text)).stage("bt").settings["cost_bps"] == 2.5
 
 
 def test_shipped_pipelines_validate():
@@ -351,6 +429,88 @@ def test_e2e_summary_table_shows_each_models_score_and_backtest(e2e):
              f"{best} {ev[f'baseline_{best}_macro_f1']:.4f}",
              f"{bt['model_total_return']:+.4f}", f"{bt['model_sharpe']:.2f}"]
     assert [c for c in cells if c not in row] == [], row
+
+
+WF_PREDICT = """\
+name: wfp
+stages:
+  - name: simulate
+    type: simulate
+    with: {kind: bars, out: raw, symbols: [AAA], days: 200, seed: 2}
+  - name: ingest
+    type: ingest
+    with: {format: bars, out: ds, window: 5, horizon: 1, classes: 2}
+  - name: train
+    type: train
+    with: {models: [rnn], epochs: 1, max_train_windows: 64, max_val_windows: 32,
+           hyper: {rnn: {units: 4}}}
+  - name: walkforward
+    type: walkforward
+    needs: [ingest]
+    with: {models: [rnn], by: periods, folds: 2, epochs: 1, max_train_windows: 64, n_boot: 50,
+           hyper: {rnn: {units: 4}}}
+  - name: predict
+    type: predict
+    needs: [train, simulate]
+    with: {format: bars}
+"""
+
+
+@pytest.fixture(scope="module")
+def wf_predict(tmp_path_factory, module_mlflow_store):
+    d = tmp_path_factory.mktemp("wfp")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(d)
+        path = _write(d, WF_PREDICT)
+        first = run_pipeline(path, log=lambda m: None)
+        second = run_pipeline(path, log=lambda m: None)
+        yield d, first, second
+
+
+@pytest.mark.slow
+def test_walkforward_stage_scores_each_fold(wf_predict):
+    out = wf_predict[1].outputs("walkforward")["walkforward"]["rnn"]
+    assert out["n_folds"] == 2 and 0 <= out["fold_macro_f1_mean"] <= 1 and out["run_id"]
+
+
+@pytest.mark.slow
+def test_predict_stage_writes_under_data_predictions(wf_predict):
+    import pandas as pd
+
+    root, first, _ = wf_predict
+    out = first.outputs("predict")
+    path = root / out["predictions"]
+    assert path.parent == root / "data" / "predictions" and path.suffix == ".parquet"
+    assert len(pd.read_parquet(path)) == out["rows"] > 0
+    assert not list(root.glob("*.parquet"))  # nothing in the working directory's root
+
+
+@pytest.mark.slow
+def test_walkforward_and_predict_are_skipped_when_unchanged(wf_predict):
+    assert [s.status for s in wf_predict[2].stages] == ["skipped"] * 5
+
+
+def test_demo_prints_one_line_per_stage_then_the_summary(store, monkeypatch):
+    from click.testing import CliRunner
+
+    from lobseq.cli import cli
+
+    def stand_in(ctx):
+        ctx.log(f"DETAIL of {ctx.stage.name}: a long table")
+        return {}
+
+    for kind in ("simulate", "ingest", "train", "evaluate", "backtest", "promote"):
+        monkeypatch.setitem(pipeline_stages.STAGES, kind, StageType(lambda ctx: {}, stand_in))
+    quiet = CliRunner().invoke(cli, ["demo", "--force"])
+    assert quiet.exit_code == 0, quiet.output
+    lines = quiet.output.splitlines()
+    summary = next(i for i, line in enumerate(lines) if line.startswith("Pipeline demo  (MLflow"))
+    assert "DETAIL" not in quiet.output
+    assert lines[0].startswith("Pipeline demo: 6 stage(s)") and summary == 7
+    assert [line.split("]")[0] for line in lines[1:summary]] == \
+        ["[simulate", "[ingest", "[train", "[evaluate", "[backtest", "[register"]
+    loud = CliRunner().invoke(cli, ["demo", "--force", "--verbose"])
+    assert "DETAIL of train: a long table" in loud.output and loud.exit_code == 0
 
 
 def test_summary_table_shows_sharpe_as_na_with_one_day(tmp_path):

@@ -268,3 +268,87 @@ def test_cli_models_list_of_an_unknown_name_exits_2_with_one_line(store):
     result = CliRunner().invoke(cli, ["models", "list", "no-such-model"])
     assert result.exit_code == 2, result.output
     assert "no registered model named 'no-such-model'" in result.output
+
+
+# ------------------------------------------------------------ the registry lock, rollback --to
+
+
+def test_a_second_holder_of_the_registry_lock_gets_lock_held(store):
+    from lobseq.errors import LockHeld
+    from lobseq.locks import run_lock
+    from lobseq.registry.aliases import registry_lock_path
+
+    _challenge(0.4)
+    _challenge(0.3, champion_score=0.4)
+    with run_lock(registry_lock_path()):  # e.g. a pipeline's promote stage in another process
+        for change in (lambda: registry.promote(NAME, "2", store),
+                       lambda: registry.rollback(NAME, store),
+                       lambda: _challenge(0.9, champion_score=0.4)):
+            with pytest.raises(LockHeld):
+                change()
+    assert registry.champion_version(NAME, store) == "1"
+    assert len(store.search_model_versions(f"name='{NAME}'")) == 2  # no challenger registered
+
+
+def test_the_registry_lock_lives_next_to_the_store(store):
+    from lobseq.registry.aliases import registry_lock_path
+
+    assert registry_lock_path().as_posix().endswith("mlruns/.locks/registry.lock")
+
+
+def test_cli_promote_exits_75_while_the_registry_is_locked(store):
+    from click.testing import CliRunner
+
+    from lobseq.cli import cli
+    from lobseq.locks import run_lock
+    from lobseq.registry.aliases import registry_lock_path
+
+    _challenge(0.4)
+    _challenge(0.3, champion_score=0.4)
+    with run_lock(registry_lock_path()):
+        result = CliRunner().invoke(cli, ["models", "promote", NAME, "2"])
+    assert result.exit_code == 75, result.output
+    assert registry.champion_version(NAME, store) == "1"
+
+
+def test_rollback_to_an_earlier_champion_cuts_the_history_back(store):
+    _challenge(0.4)
+    _challenge(0.5, champion_score=0.4)
+    _challenge(0.6, champion_score=0.5)
+    assert registry.rollback(NAME, store, to="1") == ("3", "1")
+    assert registry.champion_version(NAME, store) == "1"
+    with pytest.raises(LobseqError, match="no previous champion"):
+        registry.rollback(NAME, store)
+
+
+def test_rollback_to_a_version_that_was_never_champion_is_an_error(store):
+    _challenge(0.4)
+    _challenge(0.3, champion_score=0.4)  # v2 was kept out
+    _challenge(0.5, champion_score=0.4)
+    with pytest.raises(LobseqError, match="v2 was not an earlier champion") as err:
+        registry.rollback(NAME, store, to="2")
+    assert "earlier champions: 1" in str(err.value)
+    assert registry.champion_version(NAME, store) == "3"
+
+
+def test_cli_rollback_to_a_version(store):
+    from click.testing import CliRunner
+
+    from lobseq.cli import cli
+
+    _challenge(0.4)
+    _challenge(0.5, champion_score=0.4)
+    _challenge(0.6, champion_score=0.5)
+    result = CliRunner().invoke(cli, ["models", "rollback", NAME, "--to", "1"])
+    assert result.exit_code == 0 and f"{NAME}@champion: v3 → v1" in result.output, result.output
+
+
+def test_cli_promote_without_a_champion_says_so(store):
+    from click.testing import CliRunner
+
+    from lobseq.cli import cli
+
+    store.create_registered_model(NAME)
+    store.create_model_version(NAME, source="runs:/x/model")
+    result = CliRunner().invoke(cli, ["models", "promote", NAME, "1"])
+    assert result.exit_code == 0 and f"{NAME}@champion: no champion → v1" in result.output

@@ -154,7 +154,7 @@ def test_a_model_that_cannot_take_the_dataset_fails_before_a_run_exists(lobster_
     from lobseq.training.run import train_and_log
 
     assert lobster_dataset.n_features != 40
-    with pytest.raises(LobseqError, match="deeplob needs the raw 10-level book"):
+    with pytest.raises(LobseqError, match="deeplob needs the 40 columns of a 10-level book.*--features levels_rel"):
         train_and_log(lobster_dataset.path, TrainConfig(model="deeplob"), log=lambda _: None)
     assert not Path(mlflow_store.uri.removeprefix("sqlite:///")).exists()
 

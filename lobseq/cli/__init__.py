@@ -7,7 +7,6 @@ Heavy imports (TensorFlow, MLflow) happen inside commands, never here, so
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 import click
@@ -42,15 +41,8 @@ def cli() -> None:
     """Forecast price direction from price series and limit-order-book data."""
 
 
-# Submodules add their commands to `cli` on import; a missing one is skipped
-# so the CLI keeps working while an area is being built.
-_AREAS = ("data", "modeling", "evaluation", "ops")
-for _name in _AREAS:
-    try:
-        importlib.import_module(f"lobseq.cli.{_name}")
-    except ModuleNotFoundError as _e:
-        if _e.name != f"lobseq.cli.{_name}":
-            raise
+# The areas add their commands to `cli` on import (below the group they attach to).
+from lobseq.cli import data, evaluation, modeling, ops, registry  # noqa: E402, F401
 
 
 def _sigterm_as_ctrl_c(signum, frame):

@@ -9,25 +9,10 @@ from pathlib import Path
 import click
 
 from lobseq.cli import cli
-from lobseq.errors import LobseqError
+from lobseq.cli.options import build, config_options, param_option, parse_params
+from lobseq.training.config import TrainConfig
 
 _SHOWN_METRICS = ("accuracy", "macro_f1", "mcc", "cohen_kappa", "log_loss")
-
-
-def parse_params(pairs: tuple[str, ...]) -> dict:
-    """`key=value` pairs → dict; values read as JSON when they parse (8, 0.2, [64,32], true)."""
-    out = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        if not sep or not key.strip():
-            raise LobseqError(f"--param {pair!r} is not key=value", field="param",
-                              fix="write e.g. --param units=64 or --param units=[64,32]")
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            value = text
-        out[key.strip()] = value
-    return out
 
 
 def metrics_table(metrics: dict, names=_SHOWN_METRICS) -> str:
@@ -43,39 +28,20 @@ def metrics_table(metrics: dict, names=_SHOWN_METRICS) -> str:
 
 @cli.command()
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--model", "model_name", required=True, help="Model builder (see `lobseq models`).")
-@click.option("--preset", default=None, help="Named hyperparameter preset, e.g. dixon for rnn.")
-@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
-              help="Override a hyperparameter (repeatable); values are JSON: 64, 0.2, [64,32].")
-@click.option("--head", type=click.Choice(["classification", "regression"]), default="classification",
-              show_default=True)
-@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=1e-3,
-              show_default=True, help="Adam learning rate.")
-@click.option("--patience", type=click.IntRange(min=0), default=5, show_default=True,
-              help="Epochs without validation-loss improvement before stopping.")
-@click.option("--class-weight", type=click.Choice(["none", "balanced"]), default="none",
-              show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--max-train-windows", type=click.IntRange(min=1), default=None,
-              help="Train on at most this many windows, evenly spaced (fast runs).")
-@click.option("--max-val-windows", type=click.IntRange(min=1), default=None,
-              help="Validate on at most this many windows, evenly spaced.")
+@config_options(TrainConfig, rename={"learning_rate": "lr"}, exclude={"hyper"}, required={"model"})
+@param_option
 @click.option("--experiment", default=None, help="MLflow experiment [default: the dataset's name].")
 @click.option("--register", default=None, metavar="NAME",
               help="Register the logged model in the Model Registry under NAME.")
-def train(dataset, model_name, preset, params, head, epochs, batch_size, learning_rate, patience,
-          class_weight, seed, max_train_windows, max_val_windows, experiment, register):
-    """Train a model on a stored DATASET and log the run to MLflow."""
-    from lobseq.training.config import TrainConfig
+def train(dataset, params, experiment, register, **settings):
+    """Train a model on a stored DATASET and log the run to MLflow.
 
-    cfg = TrainConfig(model=model_name, hyper=parse_params(params), preset=preset, head=head,
-                      epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                      patience=patience, class_weight=class_weight, seed=seed,
-                      max_train_windows=max_train_windows, max_val_windows=max_val_windows)
+    Time grows with the training windows: --max-train-windows caps them for a quick run."""
+    cfg = build(TrainConfig, settings, hyper=parse_params(params))
     import mlflow
 
+    from lobseq.data.store import load_dataset
+    from lobseq.evaluation.verdict import majority_rate
     from lobseq.training.run import train_and_log
 
     # progress on stderr: a bar with an ETA on a terminal, one line per epoch in a log
@@ -84,10 +50,7 @@ def train(dataset, model_name, preset, params, head, epochs, batch_size, learnin
     run = mlflow.get_run(run_id)
     click.echo(f"Run id: {run_id}")
     click.echo(metrics_table(run.data.metrics))
-    from lobseq.data.store import load_dataset
-    from lobseq.evaluation.verdict import majority_rate
-
-    if head == "classification" and run.data.metrics.get("test_accuracy") is not None:
+    if cfg.head == "classification" and run.data.metrics.get("test_accuracy") is not None:
         name, rate = majority_rate(load_dataset(dataset), "test")
         click.echo(f"  test accuracy {run.data.metrics['test_accuracy']:.4f} vs majority rate "
                    f"{rate:.4f} (always '{name}', the training majority)")

@@ -1,4 +1,4 @@
-"""Operations commands: run (pipelines), predict, serve, demo; `models list/promote/rollback`.
+"""Operations commands: run (pipelines), demo, predict, serve.
 
 Exit codes a scheduler can act on: 0 ok, 1 failure (a bug or a crashed
 stage), 2 bad input or settings, 75 another run holds the lock (try later),
@@ -7,26 +7,39 @@ stage), 2 bad input or settings, 75 another run holds the lock (try later),
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import click
 
 from lobseq.cli import cli
+from lobseq.cli.options import build, config_options
+from lobseq.serving.config import PredictConfig
 
 EXIT_FAILURE = 1
 UI_HINT = "Open the MLflow UI: lobseq ui   (then http://127.0.0.1:5000)"
+_VERBOSE = click.option("--verbose", "-v", is_flag=True,
+                        help="Also print what each stage does (tables, training, decisions); "
+                             "without it: one line per stage, then the summary.")
 
 
-def _run_pipeline(file: Path, overrides: tuple[str, ...], force: bool) -> None:
+def _run_pipeline(file: Path, overrides: tuple[str, ...], force: bool, verbose: bool) -> None:
     from lobseq.errors import LobseqError
     from lobseq.workflow.report import summary_table
     from lobseq.workflow.runner import run_pipeline
     from lobseq.workflow.spec import load_pipeline
 
     pipe = load_pipeline(file, overrides)  # bad config: exit 2 before anything runs
+    if not verbose:  # MLflow's INFO chatter (store set-up, signature checks) is a detail too
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+
+    def say(message: str) -> None:
+        click.echo(message, err=True)
+
     try:
-        result = run_pipeline(pipe, force=force, log=lambda m: click.echo(m, err=True))
+        result = run_pipeline(pipe, force=force, log=say,
+                              detail=say if verbose else (lambda _message: None))
     except (LobseqError, KeyboardInterrupt):
         raise  # the group maps these to 2 / 75 / 130
     except Exception as e:  # noqa: BLE001 - a crashed stage: one line, exit 1, runs marked FAILED
@@ -41,35 +54,34 @@ def _run_pipeline(file: Path, overrides: tuple[str, ...], force: bool) -> None:
 @click.option("--set", "overrides", multiple=True, metavar="STAGE.KEY=VALUE",
               help="Override a setting, e.g. --set train.epochs=3 (repeatable).")
 @click.option("--force", is_flag=True, help="Re-run every stage even if its inputs are unchanged.")
-def run(file, overrides, force):
+@_VERBOSE
+def run(file, overrides, force, verbose):
     """Run a pipeline file (validated first; unchanged stages are skipped)."""
-    _run_pipeline(file, overrides, force)
+    _run_pipeline(file, overrides, force, verbose)
 
 
 @cli.command()
 @click.option("--events", type=int, default=None, help="Override the simulated events per day.")
 @click.option("--force", is_flag=True, help="Re-run every stage.")
-def demo(events, force):
+@_VERBOSE
+def demo(events, force, verbose):
     """The main job: pipelines/demo.yaml (simulate → ingest → train 5 models → evaluate → register)."""
     file = Path("pipelines/demo.yaml")
     if not file.exists():
         file = Path(__file__).resolve().parents[2] / "pipelines" / "demo.yaml"
     overrides = (f"simulate.events={events}",) if events else ()
-    _run_pipeline(file, overrides, force)
+    _run_pipeline(file, overrides, force, verbose)
 
 
 @cli.command()
 @click.argument("model_uri")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["lobster", "fi2010", "bars"]), required=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("predictions.parquet"), show_default=True,
-              help="Output file (.parquet, or .csv).")
-def predict(model_uri, inputs, fmt, out):
+@config_options(PredictConfig)
+def predict(model_uri, inputs, **settings):
     """Predict every timestamp of raw files that has a full window (e.g. models:/NAME@champion)."""
-    from lobseq.serving.predict import load_model, predict_files
+    from lobseq.serving.config import predict_to_file
 
-    table = predict_files(load_model(model_uri), inputs, fmt, out)
+    table, out = predict_to_file(model_uri, inputs, build(PredictConfig, settings))
     click.echo(f"Wrote {len(table):,} predictions for {table['instrument'].nunique()} instrument(s) "
                f"to {out}")
 
@@ -86,53 +98,3 @@ def serve(model_uri, host, port, max_bytes):
     from lobseq.serving.http import serve as run_server
 
     run_server(model_uri, host=host, port=port, max_bytes=max_bytes, log=click.echo)
-
-
-try:  # the `models` group lives in cli/modeling.py
-    from lobseq.cli.modeling import models
-except ImportError:  # modeling area not there yet
-    models = None
-
-if models is not None:
-
-    @models.command("list")
-    @click.argument("name", required=False)
-    def models_list(name):
-        """Registered versions with their aliases, promotion decisions and scores."""
-        from lobseq import registry, tracking
-
-        tracking.configure()
-        rows = registry.list_versions(name)
-        if not rows:
-            click.echo("No registered models.")
-            return
-        cols = ("name", "version", "aliases", "decision", "score", "champion_score", "created", "run_id")
-        widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
-        click.echo("  ".join(c.ljust(widths[c]) for c in cols))
-        for r in rows:
-            click.echo("  ".join(str(r[c]).ljust(widths[c]) for c in cols))
-
-    @models.command("promote")
-    @click.argument("name")
-    @click.argument("version")
-    def models_promote(name, version):
-        """Make VERSION the champion (the old one is remembered for rollback)."""
-        from lobseq import registry, tracking
-        from lobseq.locks import run_lock
-
-        tracking.configure()
-        with run_lock(Path("mlruns/.locks/registry.lock"), what="registry change"):
-            old = registry.promote(name, version, reason="manual promotion")
-        click.echo(f"{name}@champion: v{old or '-'} → v{version}")
-
-    @models.command("rollback")
-    @click.argument("name")
-    def models_rollback(name):
-        """Move the champion back to the previous champion."""
-        from lobseq import registry, tracking
-        from lobseq.locks import run_lock
-
-        tracking.configure()
-        with run_lock(Path("mlruns/.locks/registry.lock"), what="registry change"):
-            old, new = registry.rollback(name)
-        click.echo(f"{name}@champion: v{old} → v{new}")

@@ -6,17 +6,18 @@ feature, label or window ever reads across an instrument or day boundary.
 
 from __future__ import annotations
 
+import datetime
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+from pydantic import Field, StrictInt, field_validator, model_validator
 
 from lobseq import __version__
-from lobseq.data.scaler import StandardScaler
-from lobseq.data.serving_record import KEY as SERVING_KEY
-from lobseq.data.serving_record import ServingRecorder
+from lobseq.config import stage_config
 from lobseq.data.splits import (
     SPLIT_NAMES,
     TRAIN,
@@ -26,45 +27,57 @@ from lobseq.data.splits import (
     min_embargo,
     window_ends,
 )
-from lobseq.data.store import Dataset, load_dataset, write_dataset
-from lobseq.data.windows import usable_rows
 from lobseq.errors import LobseqError
 from lobseq.io import sha256_file
 
-LABEL_METHODS = ("point", "smoothed", "provided")
+if TYPE_CHECKING:  # the heavy modules load when ingest runs, not when the CLI lists options
+    from lobseq.data.serving_record import ServingRecorder
+    from lobseq.data.store import Dataset
 
 
-@dataclass
+@stage_config
 class IngestConfig:
-    format: str
-    window: int = 100
-    horizon: int = 10
-    threshold: float = 0.0
-    label: str = "point"  # point | smoothed | provided (FI-2010's own labels)
-    n_classes: int = 3
-    features: list | None = None  # None → default_features(kind, levels)
-    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
-    split_dates: tuple[str, str] | None = None  # (validation start, test start)
-    embargo: int | None = None  # None → window + label reach - 1
-    symbol_column: str = "symbol"
-    name: str | None = None
-    entry: str | None = None  # execution contract: bars next_open | close; books next (None: default)
+    """How raw files become a dataset; checked on construction, before any file is read."""
 
-    def validate(self) -> None:
+    format: Literal["lobster", "fi2010", "bars"] = Field(description="Raw file format.")
+    window: StrictInt = Field(100, ge=1, description="Sequence length T.")
+    horizon: StrictInt = Field(10, ge=1, description="Label horizon k (events for books, days for "
+                                                     "bars).")
+    threshold: float = Field(0.0, description="Moves within ±threshold (relative) are 'stationary'.")
+    label: Literal["point", "smoothed", "provided"] = Field(
+        "point", description="'provided' uses FI-2010's own labels.")
+    n_classes: Literal[2, 3] = Field(3, alias="classes", description="3: down/stationary/up; "
+                                                                     "2: down/up.")
+    features: list[str | dict] | None = Field(
+        None, description="Feature names or specs [default: the format's default set].")
+    fractions: tuple[float, float, float] = Field(
+        (0.7, 0.15, 0.15), description="Train, validation, test fractions (chronological).")
+    split_dates: tuple[str, ...] | None = Field(
+        None, description="VAL_START,TEST_START dates instead of fractions.")
+    embargo: StrictInt | None = Field(
+        None, description="Rows dropped after each split boundary [default: window + label reach "
+                          "- 1].")
+    symbol_column: str = Field("symbol", description="Bars: the symbol column.")
+    name: str | None = Field(None, description="Dataset name [default: the output folder's name].")
+    entry: Literal["next_open", "close", "next"] | None = Field(
+        None, description="Execution contract: bars enter at the next open (next_open) or at the "
+                          "close (close); books at the next event (next) [default: next_open for "
+                          "bars, next for books].")
+
+    @field_validator("split_dates", mode="before")
+    @classmethod
+    def _dates_as_text(cls, value):  # YAML reads an unquoted 2024-01-03 as a date
+        if isinstance(value, (list, tuple)):
+            return tuple(v.isoformat() if isinstance(v, datetime.date) else v for v in value)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self):
         if not self.split_dates:
-            check_fractions(self.fractions)  # before any file is read
-        for key in ("window", "horizon"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or value < 1:
-                raise LobseqError(f"{key} must be a positive integer, got {value!r}", field=key)
-        if self.label not in LABEL_METHODS:
-            raise LobseqError(f"unknown label method '{self.label}'", field="label",
-                              fix=f"use one of {', '.join(LABEL_METHODS)}")
+            check_fractions(self.fractions)
         if self.label == "provided" and self.format != "fi2010":
             raise LobseqError("label 'provided' exists only for FI-2010 files", field="label",
                               fix="use point or smoothed")
-        if self.n_classes not in (2, 3):
-            raise LobseqError(f"n_classes must be 2 or 3, got {self.n_classes}", field="n_classes")
         need = min_embargo(self.window, self.execution.label_reach)
         if self.embargo is not None and self.embargo < need:
             raise LobseqError(
@@ -73,6 +86,7 @@ class IngestConfig:
                 fix="leave it unset or raise it")
         if self.split_dates:
             self.split_cut_times()
+        return self
 
     def split_cut_times(self) -> tuple[int, int]:
         """`split_dates` as (validation start, test start) in ns since the epoch."""
@@ -149,6 +163,7 @@ def _segment_arrays(i: int, seg, cfg: IngestConfig, recorder: ServingRecorder) -
     """One segment's features, labels, returns, prices, timestamps, segment ids and usable rows."""
     from lobseq.data import features as feats
     from lobseq.data import labels
+    from lobseq.data.windows import usable_rows
 
     frame = seg.frame
     if len(frame) < cfg.window:
@@ -191,6 +206,8 @@ def build_arrays(segments: Iterable, cfg: IngestConfig, log: Callable[[str], Non
     the growing output.
     """
     parts: dict[str, list[np.ndarray]] = {k: [] for k in PARTS}
+    from lobseq.data.serving_record import ServingRecorder
+
     recorder = ServingRecorder(cfg.format)
     seg_info = []
     first_file = None
@@ -263,6 +280,10 @@ def _class_balance(labels: np.ndarray, ends: dict, n_classes: int) -> dict:
 def ingest(sources: Sequence[str | Path], out: str | Path, cfg: IngestConfig,
            log: Callable[[str], None] = print) -> Dataset:
     """Read `sources`, build the dataset and write it atomically to `out`."""
+    from lobseq.data.scaler import StandardScaler
+    from lobseq.data.serving_record import KEY as SERVING_KEY
+    from lobseq.data.store import load_dataset, write_dataset
+
     cfg.validate()
     segments, kind, files = _open_sources(sources, cfg)
     log(f"Reading {len(segments)} segment(s) from {len(sources)} source(s)")

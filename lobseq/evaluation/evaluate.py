@@ -57,6 +57,7 @@ import numpy as np
 from lobseq.data.splits import SPLIT_NAMES
 from lobseq.errors import LobseqError
 from lobseq.evaluation.baselines import BASELINE_NAMES, baseline_probas, fit_baselines
+from lobseq.evaluation.config import EvaluateConfig
 from lobseq.serving.loader import LoadedModel, load_model
 
 TABLE_METRICS = ("macro_f1", "accuracy", "weighted_f1", "mcc", "cohen_kappa", "log_loss", "brier")
@@ -188,8 +189,12 @@ def format_table(scores: dict, title: str = "") -> str:
 # ------------------------------------------------------------------ evaluate
 
 
-def evaluate_model(model_uri: str, dataset_path, split: str = "test", *, n_boot: int = 1000,
-                   seed: int = 0, max_baseline_train: int | None = 200_000,
+_DEFAULTS = EvaluateConfig()  # the defaults below are EvaluateConfig's, declared there once
+
+
+def evaluate_model(model_uri: str, dataset_path, split: str = _DEFAULTS.split, *,
+                   n_boot: int = _DEFAULTS.n_boot, seed: int = _DEFAULTS.seed,
+                   max_baseline_train: int | None = _DEFAULTS.max_baseline_train,
                    log_to_mlflow: bool = True, log: Callable[[str], None] | None = print) -> dict:
     """Score a logged model and the baselines on the same rows of `split`, with intervals.
 

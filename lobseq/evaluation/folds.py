@@ -10,6 +10,7 @@ import pandas as pd
 from lobseq.data.splits import SPLIT_NAMES, min_embargo
 from lobseq.errors import LobseqError
 from lobseq.evaluation.backtest.engine import _day_runs
+from lobseq.evaluation.config import WalkForwardConfig
 
 
 def walk_forward_folds(periods, train: int, test: int, *, mode: str = "rolling",
@@ -63,44 +64,7 @@ def walk_forward_folds(periods, train: int, test: int, *, mode: str = "rolling",
     return folds
 
 
-BY = ("auto", "days", "periods")
-
-
 DAY_NS = 86_400 * 10**9
-
-
-@dataclass
-class WalkForwardConfig:
-    by: str = "auto"  # auto | days | periods
-    folds: int | None = None  # number of folds (the first N when sizes are given)
-    train_size: int | None = None  # periods
-    test_size: int | None = None  # periods
-    mode: str = "rolling"  # rolling | expanding
-    val_fraction: float = 0.2  # validation tail of each fold's training rows
-    embargo: int | None = None  # rows; default window + label reach - 1
-    n_boot: int = 1000
-    seed: int = 0
-    tau: float = 0.0
-    backtest_mode: str = "long_short"
-    cost_bps: float | None = None  # None: the dataset kind's default (bars 1 bps, books 0)
-    at_touch: bool | None = None  # None: books at the touch, bars at the execution price
-    periods_per_year: float | None = None  # None: from the period (bars 252 days)
-    interval_s: float | None = None  # books: seconds per period (None: 60)
-    max_baseline_train: int | None = 200_000
-
-    def validate(self) -> None:
-        if self.by not in BY:
-            raise LobseqError(f"unknown --by '{self.by}'", field="by", fix=f"use one of {', '.join(BY)}")
-        if self.mode not in ("rolling", "expanding"):
-            raise LobseqError(f"unknown mode '{self.mode}'", field="mode",
-                              fix="use rolling or expanding")
-        for key in ("folds", "train_size", "test_size"):
-            v = getattr(self, key)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise LobseqError(f"{key} must be a positive integer, got {v!r}", field=key)
-        if not 0 < self.val_fraction < 1:
-            raise LobseqError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}",
-                              field="val_fraction")
 
 
 @dataclass

@@ -43,10 +43,12 @@ def build_deeplob(
     window_len, n_features = check_inputs(input_shape, n_classes, head)
     if n_features != BOOK_COLUMNS:
         raise LobseqError(
-            f"deeplob needs the raw 10-level book ({BOOK_COLUMNS} columns: ask price, ask size, "
-            f"bid price, bid size per level), got {n_features} features",
+            f"deeplob needs the {BOOK_COLUMNS} columns of a 10-level book (per level: ask price, "
+            f"ask size, bid price, bid size), got {n_features} features",
             field="features",
-            fix="build the dataset with the feature spec [{name: book, levels: 10}] and nothing else",
+            fix="ingest 10-level files with only DeepLOB's columns, e.g. `lobseq ingest RAW --format "
+                "lobster --features levels_rel --out data/processed/NAME` (a pipeline's ingest: "
+                "features: [{name: levels_rel, levels: 10}])",
         )
     filters = positive_int("filters", filters)
     inception_filters = positive_int("inception_filters", inception_filters)

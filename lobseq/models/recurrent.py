@@ -16,16 +16,6 @@ from lobseq.models._common import (
     positive_ints,
 )
 
-# Dixon (2017), "Sequence classification of the limit order book using
-# recurrent neural networks": 20 ReLU units, L2-penalized, windows of 10 steps.
-RNN_PRESETS = {
-    "dixon": {
-        "hyper": {"units": 20, "activation": "relu", "dropout": 0.0, "l2": 1e-3},
-        "window": 10,
-        "doc": "Dixon (2017): 20 ReLU units, L2 1e-3 on kernel and recurrent weights, window 10",
-    },
-}
-
 
 def _stack(x, layer_class, kind: str, units, dropout: float, l2: float, **layer_kwargs):
     """Stacked recurrent layers; all but the last return sequences."""

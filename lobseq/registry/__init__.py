@@ -12,11 +12,13 @@ from lobseq.registry.aliases import (
     client,
     list_versions,
     promote,
+    registry_lock,
     rollback,
     version_by_alias,
 )
 from lobseq.registry.champion import (
     Decision,
+    PromoteConfig,
     PromotionRule,
     champion_challenger,
     ci_of,
@@ -26,6 +28,7 @@ from lobseq.registry.champion import (
     score_of,
 )
 
-__all__ = ["CHAMPION", "HISTORY_TAG", "PREVIOUS", "Decision", "PromotionRule", "champion_challenger",
-           "champion_version", "ci_of", "client", "decide", "gate_check", "list_versions", "promote", "register",
-           "rollback", "score_of", "version_by_alias"]
+__all__ = ["CHAMPION", "HISTORY_TAG", "PREVIOUS", "Decision", "PromoteConfig", "PromotionRule",
+           "champion_challenger", "champion_version", "ci_of", "client", "decide", "gate_check",
+           "list_versions", "promote", "register", "registry_lock", "rollback", "score_of",
+           "version_by_alias"]

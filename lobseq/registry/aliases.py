@@ -9,13 +9,19 @@ Every champion change is remembered in a registered-model tag
 (`lobseq.champion_history`, a JSON list of versions) and mirrored in the
 alias `previous_champion`, so `rollback` can step back more than once.
 The alias is always the last thing written: a run that fails earlier never
-moves it.
+moves it. Every change of the champion (promote, rollback, a champion/challenger
+decision) holds the registry lock (`registry_lock`, a file next to the store), so
+two changes never interleave on the history; a second one raises `LockHeld`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 from lobseq.errors import LobseqError
 
@@ -28,6 +34,41 @@ def client():
     from mlflow import MlflowClient
 
     return MlflowClient()
+
+
+# ------------------------------------------------------------------ the lock
+
+_held = threading.local()  # how deep this thread is inside registry_lock
+
+
+def registry_lock_path() -> Path:
+    """`<store folder>/.locks/registry.lock` for a sqlite store, else `mlruns/.locks/...`."""
+    import mlflow
+
+    uri = mlflow.get_tracking_uri()
+    folder = Path(uri[len("sqlite:///"):]).parent if uri.startswith("sqlite:///") else Path("mlruns")
+    return folder / ".locks" / "registry.lock"
+
+
+@contextlib.contextmanager
+def registry_lock() -> Iterator[None]:
+    """Hold the registry lock for the block (re-entrant within a thread); `LockHeld` if taken."""
+    from lobseq.locks import run_lock
+
+    depth = getattr(_held, "depth", 0)
+    if depth:
+        _held.depth = depth + 1
+        try:
+            yield
+        finally:
+            _held.depth = depth
+        return
+    with run_lock(registry_lock_path(), what="registry change"):
+        _held.depth = 1
+        try:
+            yield
+        finally:
+            _held.depth = 0
 
 
 # ------------------------------------------------------------------ aliases
@@ -78,39 +119,53 @@ def promote(name: str, version: str | int, c=None, reason: str = "manual") -> st
     version = str(version)
     from mlflow.exceptions import MlflowException
 
-    try:
-        c.get_model_version(name, version)
-    except MlflowException:
-        raise LobseqError(f"model '{name}' has no version {version}", field="version",
-                          fix="see `lobseq models list`") from None
-    current = champion_version(name, c)
-    if current == version:
+    with registry_lock():
+        try:
+            c.get_model_version(name, version)
+        except MlflowException:
+            raise LobseqError(f"model '{name}' has no version {version}", field="version",
+                              fix="see `lobseq models list`") from None
+        current = champion_version(name, c)
+        if current == version:
+            return current
+        history = _history(name, c)
+        if current is not None and (not history or history[-1] != current):
+            history.append(current)
+        history.append(version)
+        c.set_model_version_tag(name, version, "lobseq.promoted_at",
+                                time.strftime("%Y-%m-%dT%H:%M:%S"))
+        c.set_model_version_tag(name, version, "lobseq.promotion_reason", reason[:500])
+        _write_aliases(name, history, c)
         return current
-    history = _history(name, c)
-    if current is not None and (not history or history[-1] != current):
-        history.append(current)
-    history.append(version)
-    c.set_model_version_tag(name, version, "lobseq.promoted_at", time.strftime("%Y-%m-%dT%H:%M:%S"))
-    c.set_model_version_tag(name, version, "lobseq.promotion_reason", reason[:500])
-    _write_aliases(name, history, c)
-    return current
 
 
-def rollback(name: str, c=None) -> tuple[str, str]:
-    """Move `champion` back to the previous champion. Returns (from, to)."""
+def rollback(name: str, c=None, to: str | int | None = None) -> tuple[str, str]:
+    """Move `champion` back to the previous champion, or to `to`, an earlier champion.
+
+    The history is cut back to that version, so a later rollback continues from there.
+    Returns (from, to).
+    """
     c = c or client()
-    current = champion_version(name, c)
-    history = _history(name, c)
-    if current is not None and (not history or history[-1] != current):
-        history.append(current)
-    if len(history) < 2:
-        raise LobseqError(f"model '{name}' has no previous champion to roll back to", field="name",
-                          fix=f"promote a version by hand: lobseq models promote {name} VERSION")
-    history.pop()
-    target = history[-1]
-    c.set_model_version_tag(name, target, "lobseq.promotion_reason", f"rollback from v{current}")
-    _write_aliases(name, history, c)
-    return str(current), target
+    with registry_lock():
+        current = champion_version(name, c)
+        history = _history(name, c)
+        if current is not None and (not history or history[-1] != current):
+            history.append(current)
+        earlier = history[:-1]
+        if not earlier:
+            raise LobseqError(f"model '{name}' has no previous champion to roll back to",
+                              field="name",
+                              fix=f"promote a version by hand: lobseq models promote {name} VERSION")
+        target = earlier[-1] if to is None else str(to)
+        if target not in earlier:
+            raise LobseqError(f"v{target} was not an earlier champion of '{name}'", field="to",
+                              fix=f"earlier champions: {', '.join(dict.fromkeys(reversed(earlier)))}"
+                                  " (newest first)")
+        last = max(i for i, v in enumerate(earlier) if v == target)  # its latest reign
+        del history[last + 1:]
+        c.set_model_version_tag(name, target, "lobseq.promotion_reason", f"rollback from v{current}")
+        _write_aliases(name, history, c)
+        return str(current), target
 
 
 def list_versions(name: str | None = None, c=None) -> list[dict]:

@@ -14,28 +14,54 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import Field, StrictBool
+
+from lobseq.config import fields_of, stage_config
 from lobseq.errors import LobseqError
-from lobseq.registry.aliases import champion_version, client, promote
+from lobseq.registry.aliases import champion_version, client, promote, registry_lock
 
 LOWER_IS_BETTER = ("loss", "brier", "error", "drawdown", "ece")
 GATES = ("baselines", "none")
 
 
-@dataclass
+@stage_config
 class PromotionRule:
-    metric: str = "macro_f1"
-    margin: float = 0.0
-    require_ci: bool = False
-    greater_is_better: bool | None = None  # None → from the metric's name
-    gate: str = "baselines"  # baselines | none
-    require_trading: bool = False  # also beat buy-and-hold's Sharpe after costs
+    """When a challenger replaces the champion (`decide`)."""
+
+    metric: str = Field("macro_f1", description="Evaluation metric the challenger must win on.")
+    margin: float = Field(0.0, description="The challenger must beat the champion by more than "
+                                           "this.")
+    require_ci: StrictBool = Field(False, description="... and score beyond the champion's "
+                                                      "bootstrap interval.")
+    greater_is_better: StrictBool | None = Field(
+        None, description="Direction of the metric [default: from its name; loss, brier, error, "
+                          "drawdown, ece: lower is better].")
+    gate: Literal["baselines", "none"] = Field(
+        "baselines", description="baselines: the challenger must first beat the best baseline "
+                                 "on the metric (by the margin; beyond its interval with "
+                                 "require_ci), also on the first run; none: no gate.")
+    require_trading: StrictBool = Field(
+        False, description="... and also beat buy-and-hold's Sharpe after costs (needs an "
+                           "upstream backtest).")
 
     def better_is_higher(self) -> bool:
         if self.greater_is_better is not None:
             return self.greater_is_better
         return not any(w in self.metric for w in LOWER_IS_BETTER)
+
+
+@stage_config
+class PromoteConfig(PromotionRule):
+    """The champion/challenger stage: the rule, the registered model, and the split compared on."""
+
+    model_name: str = Field(description="Registered model whose @champion alias the stage moves.")
+    split: Literal["train", "val", "test"] = Field(
+        "test", description="Split the challenger and the champion are both scored on.")
+
+    def rule(self) -> PromotionRule:
+        return PromotionRule(**{k: getattr(self, k) for k in fields_of(PromotionRule)})
 
 
 @dataclass
@@ -208,6 +234,13 @@ def champion_challenger(
     `on_decision` (e.g. writing the decision artifact) runs before the alias
     moves, so if it fails the champion stays.
     """
+    with registry_lock():  # from reading the champion to moving the alias: one change at a time
+        return _champion_challenger(name, challenger_uri, challenger_metrics, evaluate, rule, log,
+                                    on_decision)
+
+
+def _champion_challenger(name, challenger_uri, challenger_metrics, evaluate, rule, log,
+                         on_decision) -> Decision:
     c = client()
     current = champion_version(name, c) if _exists(name, c) else None
     champ_metrics = None

@@ -2,49 +2,52 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
+from typing import Any, Literal
 
+from pydantic import Field, StrictInt, field_validator, model_validator
+
+from lobseq.config import stage_config
 from lobseq.errors import LobseqError
 
-HEADS = ("classification", "regression")
 
-
-CLASS_WEIGHTS = ("none", "balanced")
-
-
-@dataclass
+@stage_config
 class TrainConfig:
-    model: str = "lstm"
-    hyper: dict = field(default_factory=dict)  # overrides of the builder's (or preset's) defaults
-    preset: str | None = None
-    head: str = "classification"
-    epochs: int = 20
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    patience: int = 5  # epochs without val-loss improvement before stopping
-    class_weight: str = "none"  # none | balanced (n / (K * count_k) on training windows)
-    seed: int = 0
-    max_train_windows: int | None = None  # evenly spaced subsample, for fast runs
-    max_val_windows: int | None = None
+    """One training run; checked on construction (model name, preset and hyperparameter names too)."""
 
-    def validate(self) -> None:
-        if self.head not in HEADS:
-            raise LobseqError(f"unknown head {self.head!r}", field="head", fix=f"use one of {', '.join(HEADS)}")
-        if self.class_weight not in CLASS_WEIGHTS:
-            raise LobseqError(f"unknown class weighting {self.class_weight!r}", field="class_weight",
-                              fix=f"use one of {', '.join(CLASS_WEIGHTS)}")
-        for key in ("epochs", "batch_size"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise LobseqError(f"{key} must be a positive integer, got {value!r}", field=key)
-        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
-            raise LobseqError(f"patience must be an integer >= 0, got {self.patience!r}", field="patience")
-        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
-            raise LobseqError(f"learning_rate must be > 0, got {self.learning_rate!r}", field="learning_rate")
-        for key in ("max_train_windows", "max_val_windows"):
-            value = getattr(self, key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise LobseqError(f"{key} must be a positive integer, got {value!r}", field=key)
+    model: str = Field("lstm", description="Model builder (see `lobseq models`).")
+    hyper: dict[str, Any] = Field(default_factory=dict,
+                                  description="Overrides of the builder's (or preset's) defaults.")
+    preset: str | None = Field(None, description="Named hyperparameter preset, e.g. dixon for rnn.")
+    head: Literal["classification", "regression"] = Field(
+        "classification", description="Class probabilities, or the next return (regression).")
+    epochs: StrictInt = Field(20, ge=1, description="Most epochs to train.")
+    batch_size: StrictInt = Field(64, ge=1, description="Windows per gradient step.")
+    learning_rate: float = Field(1e-3, gt=0, description="Adam learning rate.")
+    patience: StrictInt = Field(5, ge=0, description="Epochs without validation-loss improvement "
+                                                     "before stopping.")
+    class_weight: Literal["none", "balanced"] = Field(
+        "none", description="balanced: n / (K * count_k) on the training windows.")
+    seed: StrictInt = Field(0, description="Seed for weights, shuffling and ops.")
+    max_train_windows: StrictInt | None = Field(
+        None, ge=1, description="Train on at most this many windows, evenly spaced (fast runs).")
+    max_val_windows: StrictInt | None = Field(
+        None, ge=1, description="Validate on at most this many windows, evenly spaced.")
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, name: str) -> str:
+        from lobseq.models import MODEL_NAMES
+
+        if name not in MODEL_NAMES:
+            raise LobseqError(f"unknown model {name!r}", field="model",
+                              fix=f"use one of {', '.join(MODEL_NAMES)}")
+        return name
+
+    @model_validator(mode="after")
+    def _known_hyperparameters(self):
+        self.model_hyperparameters()  # unknown preset or hyperparameter: fail at the door
+        return self
 
     def model_hyperparameters(self) -> dict:
         """The builder's full hyperparameters: defaults, then the preset's, then `hyper`."""
@@ -54,7 +57,7 @@ class TrainConfig:
         unknown = sorted(set(self.hyper) - set(params))
         if unknown:
             raise LobseqError(f"unknown hyperparameter(s) {', '.join(unknown)} for model {self.model!r}",
-                              field="param", fix=f"valid for {self.model}: {', '.join(params)}")
+                              field="hyper", fix=f"valid for {self.model}: {', '.join(params)}")
         params.update(self.hyper)
         return params
 

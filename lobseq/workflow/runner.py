@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lobseq.errors import LobseqError
 from lobseq.io import canonical_json, sha256_bytes
 from lobseq.workflow.spec import Pipeline, Stage, load_pipeline
-from lobseq.workflow.stages import STAGES, StageContext, _as_list, _jsonable
+from lobseq.workflow.stages import STAGES, StageContext, _jsonable
+from lobseq.workflow.stages import check_inputs_exist as _check_inputs_exist
 
 STAGE_KEY_TAG = "lobseq.stage_key"
 
@@ -29,22 +29,6 @@ OUTPUTS_TAG = "lobseq.stage_outputs"
 
 
 KEY_VERSION = 1  # bump when the meaning of a stage's settings changes
-
-
-def _check_inputs_exist(pipe: Pipeline) -> None:
-    """Sources no upstream stage creates must be on disk before the pipeline starts."""
-    for stage in pipe.stages:
-        if "simulate" in {a.type for a in pipe.ancestors(stage)}:
-            continue
-        paths = _as_list(stage.settings.get("sources")) if stage.type == "ingest" else []
-        if stage.type in ("train", "evaluate", "backtest", "promote") and stage.settings.get("dataset") \
-                and "ingest" not in {a.type for a in pipe.ancestors(stage)}:
-            paths = [stage.settings["dataset"]]
-        for p in paths:
-            if not Path(p).exists():
-                raise LobseqError(f"stage {stage.name!r}: input not found", file=p,
-                                  fix="create it first (e.g. `lobseq simulate --out " + p + "`) "
-                                      "or set the stage's 'sources'/'dataset'")
 
 
 @dataclass
@@ -97,10 +81,12 @@ def _previous_run(experiment_id: str, key: str):
 
 def run_pipeline(path_or_pipeline: str | Path | Pipeline, overrides: list[str] | tuple = (),
                  force: bool = False, log: Callable[[str], None] = print, lock: bool = True,
-                 summary: Callable[[PipelineResult], str] | None = None) -> PipelineResult:
+                 summary: Callable[[PipelineResult], str] | None = None,
+                 detail: Callable[[str], None] | None = None) -> PipelineResult:
     """Validate, take the lock, run each stage as a nested MLflow run (or reuse an unchanged one).
 
-    `summary(result)` is the text saved as the pipeline run's summary.txt (default:
+    `log` gets one line per stage; `detail` (default: `log`) what the stages say while
+    running. `summary(result)` is the text saved as the pipeline run's summary.txt (default:
     `lobseq.workflow.report.summary_table`).
     """
     from lobseq.locks import run_lock
@@ -110,11 +96,12 @@ def run_pipeline(path_or_pipeline: str | Path | Pipeline, overrides: list[str] |
     ctx_lock = run_lock(pipe.lock, what=f"run of pipeline '{pipe.name}'") if lock \
         else contextlib.nullcontext()
     with ctx_lock:
-        return _run(pipe, force, log, summary)
+        return _run(pipe, force, log, summary, detail or log)
 
 
 def _run(pipe: Pipeline, force: bool, log: Callable[[str], None],
-         summary: Callable[[PipelineResult], str] | None) -> PipelineResult:
+         summary: Callable[[PipelineResult], str] | None,
+         detail: Callable[[str], None]) -> PipelineResult:
     import mlflow
 
     from lobseq.tracking import configure, run_name, tracked_run
@@ -130,9 +117,9 @@ def _run(pipe: Pipeline, force: bool, log: Callable[[str], None],
         results: list[StageResult] = []
         outputs: dict[str, dict] = {}
         for stage in pipe.stages:
-            ctx = StageContext(pipe, stage, [outputs[a.name] for a in pipe.ancestors(stage)], log)
+            ctx = StageContext(pipe, stage, [outputs[a.name] for a in pipe.ancestors(stage)], detail)
             try:
-                res = _run_stage(ctx, parent.info.experiment_id, force)
+                res = _run_stage(ctx, parent.info.experiment_id, force, log)
             except BaseException:
                 mlflow.set_tag("lobseq.failed_stage", stage.name)
                 raise
@@ -145,7 +132,8 @@ def _run(pipe: Pipeline, force: bool, log: Callable[[str], None],
     return result
 
 
-def _run_stage(ctx: StageContext, experiment_id: str, force: bool) -> StageResult:
+def _run_stage(ctx: StageContext, experiment_id: str, force: bool,
+               log: Callable[[str], None]) -> StageResult:
     """Reuse a finished run with the same key (no new run), or run the stage in a nested run."""
     import mlflow
 
@@ -158,7 +146,7 @@ def _run_stage(ctx: StageContext, experiment_id: str, force: bool) -> StageResul
     prev, prev_out = (None, None) if force else _previous_run(experiment_id, key)
     if prev is not None and kind.valid(prev_out):
         origin = prev.data.tags.get("lobseq.reused_from", prev.info.run_id)
-        ctx.log(f"[{stage.name}] unchanged since run {origin[:8]}: skipped")
+        log(f"[{stage.name}] unchanged since run {origin[:8]}: skipped")
         return StageResult(stage.name, stage.type, "skipped", origin, time.perf_counter() - t0,
                            prev_out, origin)
     ctx.log(f"[{stage.name}] running ({stage.type})")
@@ -176,5 +164,5 @@ def _run_stage(ctx: StageContext, experiment_id: str, force: bool) -> StageResul
         if metrics:
             mlflow.log_metrics(metrics)
     res = StageResult(stage.name, stage.type, "ran", run.info.run_id, time.perf_counter() - t0, out)
-    ctx.log(f"[{stage.name}] done in {res.seconds:.1f}s")
+    log(f"[{stage.name}] done in {res.seconds:.1f}s")
     return res

@@ -1,15 +1,27 @@
-"""The stage types a pipeline can run: what each depends on (hashed into its key) and what it does."""
+"""The stage types a pipeline can run: what each depends on (hashed into its key) and what it does.
+
+Each stage builds its library config(s) from its settings (`lobseq.workflow.schema`)
+and calls the same library function as the matching CLI command; `ctx.log` gets the
+details (tables, epochs), which `lobseq run` shows with --verbose.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from lobseq.data.ingest import IngestConfig
+from lobseq.data.simulate_config import SimulateConfig
 from lobseq.errors import LobseqError
+from lobseq.evaluation.config import BacktestConfig, EvaluateConfig, WalkForwardConfig
 from lobseq.io import sha256_file
-from lobseq.workflow.spec import Pipeline, Stage, _ingest_config, _train_config
+from lobseq.registry.champion import PromoteConfig
+from lobseq.serving.config import PredictConfig
+from lobseq.training.config import TrainConfig
+from lobseq.workflow.schema import stage_configs
+from lobseq.workflow.spec import Pipeline, Stage, is_model_uri
 
 
 @dataclass
@@ -25,6 +37,13 @@ class StageContext:
             if key in out:
                 return out[key]
         return None
+
+    def configs(self, cls: type) -> list:
+        """This stage's library configs `cls` (one per model for train and walkforward)."""
+        return stage_configs(self.stage.type, self.stage.settings, cls)
+
+    def config(self, cls: type):
+        return self.configs(cls)[0]
 
     def dataset(self) -> str:
         path = self.stage.settings.get("dataset") or self.find("dataset")
@@ -65,22 +84,33 @@ def _candidates(ctx: StageContext) -> dict[str, dict]:
     return models
 
 
+def check_inputs_exist(pipe: Pipeline) -> None:
+    """Sources and datasets no upstream stage creates must be on disk before the pipeline starts."""
+    for stage in pipe.stages:
+        upstream = {a.type for a in pipe.ancestors(stage)}
+        if "simulate" in upstream:
+            continue
+        paths = _as_list(stage.settings.get("sources"))
+        if stage.settings.get("dataset") and "ingest" not in upstream:
+            paths.append(stage.settings["dataset"])
+        for p in paths:
+            if not Path(p).exists():
+                raise LobseqError(f"stage {stage.name!r}: input not found", file=p,
+                                  fix="create it first (e.g. `lobseq simulate --out " + p + "`) "
+                                      "or set the stage's 'sources'/'dataset'")
+
+
 def _simulate_inputs(ctx: StageContext) -> dict:
     return {}
 
 
 def _simulate_run(ctx: StageContext) -> dict:
-    from lobseq.data.simulate import simulate_bars, simulate_lobster
+    from lobseq.data.simulate_config import simulate
 
-    s = ctx.stage.settings
-    if s["kind"] == "lobster":
-        paths = simulate_lobster(s["out"], events=s["events"], levels=s["levels"], days=s.get("days") or 1,
-                                 seed=s["seed"], ticker=s["ticker"])
-    else:
-        paths = simulate_bars(s["out"], symbols=tuple(s.get("symbols") or ("AAA", "BBB", "CCC")),
-                              days=s.get("days") or 750, seed=s["seed"], fmt=s["file_format"])
-    ctx.log(f"  wrote {len(paths)} file(s) to {s['out']}")
-    return {"raw": s["out"], "files": {str(p): sha256_file(p) for p in paths}}
+    cfg = ctx.config(SimulateConfig)
+    paths = simulate(cfg)
+    ctx.log(f"  wrote {len(paths)} file(s) to {cfg.out}")
+    return {"raw": str(cfg.out), "files": {str(p): sha256_file(p) for p in paths}}
 
 
 def _simulate_valid(out: dict) -> bool:
@@ -99,7 +129,7 @@ def _ingest_run(ctx: StageContext) -> dict:
     from lobseq.data.ingest import ingest, summary
 
     s = ctx.stage.settings
-    ds = ingest(_ingest_sources(ctx), s["out"], _ingest_config(s), log=ctx.log)
+    ds = ingest(_ingest_sources(ctx), s["out"], ctx.config(IngestConfig), log=ctx.log)
     ctx.log(summary(ds))
     return {"dataset": s["out"], "dataset_hash": ds.hash}
 
@@ -121,11 +151,11 @@ def _train_run(ctx: StageContext) -> dict:
     s = ctx.stage.settings
     dataset = ctx.dataset()
     models = {}
-    for m in s["models"]:
-        ctx.log(f"  training {m}")
-        run_id = train_and_log(dataset, _train_config(s, m), experiment=ctx.pipeline.experiment,
+    for cfg in ctx.configs(TrainConfig):
+        ctx.log(f"  training {cfg.model}")
+        run_id = train_and_log(dataset, cfg, experiment=ctx.pipeline.experiment,
                                register=s.get("register"), log=ctx.log)
-        models[m] = {"run_id": run_id, "model_uri": logged_model_uri(run_id)}
+        models[cfg.model] = {"run_id": run_id, "model_uri": logged_model_uri(run_id)}
     return {"dataset": dataset, "models": models}
 
 
@@ -137,29 +167,23 @@ def _models_inputs(ctx: StageContext) -> dict:
 def _evaluate_run(ctx: StageContext) -> dict:
     from lobseq.evaluation.evaluate import evaluate_model
 
-    s, dataset = ctx.stage.settings, ctx.dataset()
+    cfg, dataset = ctx.config(EvaluateConfig), ctx.dataset()
     evaluations = {}
     for m, info in _candidates(ctx).items():
-        metrics = evaluate_model(info["model_uri"], dataset, split=s["split"], **_eval_options(s))
+        metrics = evaluate_model(info["model_uri"], dataset, **asdict(cfg), log=ctx.log)
         evaluations[m] = _jsonable(metrics)
         ctx.log(f"  {m}: " + ", ".join(f"{k} {v:.4f}" for k, v in evaluations[m].items()
                                        if isinstance(v, float) and "_ci" not in k)[:200])
-    return {"evaluations": evaluations, "split": s["split"]}
-
-
-def _eval_options(settings: dict) -> dict:
-    return {k: settings[k] for k in ("n_boot", "max_baseline_train") if settings.get(k) is not None}
+    return {"evaluations": evaluations, "split": cfg.split}
 
 
 def _backtest_run(ctx: StageContext) -> dict:
     from lobseq.evaluation.backtest.model import backtest_model
 
-    s, dataset = ctx.stage.settings, ctx.dataset()
-    results = {}
-    for m, info in _candidates(ctx).items():
-        results[m] = _jsonable(backtest_model(info["model_uri"], dataset, split=s["split"],
-                                              **(s.get("params") or {})))
-    return {"backtests": results}
+    cfg, dataset = ctx.config(BacktestConfig), ctx.dataset()
+    return {"backtests": {m: _jsonable(backtest_model(info["model_uri"], dataset, **asdict(cfg),
+                                                      log=ctx.log))
+                          for m, info in _candidates(ctx).items()}}
 
 
 def _promote_run(ctx: StageContext) -> dict:
@@ -168,18 +192,16 @@ def _promote_run(ctx: StageContext) -> dict:
     from lobseq import registry
     from lobseq.evaluation.evaluate import evaluate_model
 
-    s, dataset = ctx.stage.settings, ctx.dataset()
-    rule = registry.PromotionRule(metric=s["metric"], margin=float(s["margin"]),
-                                  require_ci=s["require_ci"], greater_is_better=s.get("greater_is_better"),
-                                  gate=s.get("gate", "baselines"),
-                                  require_trading=bool(s.get("require_trading")))
+    cfg, dataset = ctx.config(PromoteConfig), ctx.dataset()
+    rule = cfg.rule()
     evaluations = ctx.find("evaluations") or {}
-    if ctx.find("split") not in (None, s["split"]):
+    if ctx.find("split") not in (None, cfg.split):
         raise LobseqError(f"the evaluate stage scored split '{ctx.find('split')}', promote compares "
-                          f"on '{s['split']}'", field="split", fix="use the same split in both")
+                          f"on '{cfg.split}'", field="split", fix="use the same split in both")
     # the champion is scored exactly as the challengers were (same options, same split)
-    evaluate_settings = next((a.settings for a in ctx.pipeline.ancestors(ctx.stage)
-                              if a.type == "evaluate"), {})
+    scoring = next((replace(stage_configs("evaluate", a.settings, EvaluateConfig)[0], split=cfg.split)
+                    for a in ctx.pipeline.ancestors(ctx.stage) if a.type == "evaluate"),
+                   EvaluateConfig(split=cfg.split))
     candidates = _candidates(ctx)
     scored = {m: evaluations[m] for m in candidates if m in evaluations}
     if not scored:
@@ -197,15 +219,78 @@ def _promote_run(ctx: StageContext) -> dict:
     trading = {k: v for k, v in ((ctx.find("backtests") or {}).get(best) or {}).items()
                if k in ("model_sharpe", "buy_and_hold_sharpe", "costs")}
     decision = registry.champion_challenger(
-        s["model_name"], candidates[best]["model_uri"], {**scored[best], **trading},
-        evaluate=lambda uri: _jsonable(evaluate_model(uri, dataset, split=s["split"],
-                                                      **_eval_options(evaluate_settings))),
+        cfg.model_name, candidates[best]["model_uri"], {**scored[best], **trading},
+        evaluate=lambda uri: _jsonable(evaluate_model(uri, dataset, **asdict(scoring), log=ctx.log)),
         rule=rule, log=ctx.log, on_decision=record)
     out = {"decision": {**decision.to_dict(), "challenger_model": best}}
     verdict = ("PROMOTED" if decision.promote else "kept the champion"
                if decision.gate.get("passed", True) else "NOT PROMOTED")
     ctx.log(f"  {verdict}: {decision.reason}")
     return out
+
+
+# walk-forward: what the summary keeps of `walk_forward`'s result (folds and tables stay in MLflow)
+_WALKFORWARD_KEYS = ("n_folds", "by", "run_id", "oos_macro_f1", "oos_macro_f1_ci_low",
+                     "oos_macro_f1_ci_high", "oos_best_baseline")
+
+
+def _walkforward_run(ctx: StageContext) -> dict:
+    from lobseq.evaluation.walkforward import walk_forward
+
+    wf, dataset = ctx.config(WalkForwardConfig), ctx.dataset()
+    results = {}
+    for cfg in ctx.configs(TrainConfig):
+        ctx.log(f"  walking forward {cfg.model}")
+        out = walk_forward(dataset, cfg, wf, log=ctx.log)
+        results[cfg.model] = _jsonable({k: v for k, v in out.items() if k in _WALKFORWARD_KEYS
+                                        or k.startswith(("fold_", "bt_model_"))})
+    return {"walkforward": results}
+
+
+def _predict_model_uri(ctx: StageContext) -> str:
+    model = ctx.stage.settings.get("model")
+    if model and is_model_uri(model):
+        return model
+    models = _candidates(ctx)
+    return models[model or next(iter(models))]["model_uri"]
+
+
+def _model_identity(uri: str) -> str:
+    """A registry alias resolved to its version (an alias that moved is another model)."""
+    if uri.startswith("models:/") and "@" in uri:
+        from lobseq import registry, tracking
+
+        tracking.configure()
+        name, alias = uri[len("models:/"):].split("@", 1)
+        mv = registry.version_by_alias(name, alias)
+        if mv is None:
+            raise LobseqError(f"{uri}: no version has the alias {alias!r}", field="model",
+                              fix="see `lobseq models list`")
+        return f"models:/{name}/{mv.version}"
+    return uri
+
+
+def _predict_sources(ctx: StageContext) -> list[str]:
+    return _as_list(ctx.stage.settings.get("sources")) or [ctx.find("raw")]
+
+
+def _predict_inputs(ctx: StageContext) -> dict:
+    return {"sources": {f: sha256_file(f) for f in _source_files(_predict_sources(ctx))},
+            "model": _model_identity(_predict_model_uri(ctx))}
+
+
+def _predict_run(ctx: StageContext) -> dict:
+    from lobseq.serving.config import predict_to_file
+
+    table, out = predict_to_file(_predict_model_uri(ctx), _predict_sources(ctx),
+                                 ctx.config(PredictConfig))
+    ctx.log(f"  wrote {len(table):,} predictions to {out}")
+    return {"predictions": str(out), "rows": int(len(table)), "sha256": sha256_file(out)}
+
+
+def _predict_valid(out: dict) -> bool:
+    path = Path(out.get("predictions", ""))
+    return path.is_file() and sha256_file(path) == out.get("sha256")
 
 
 def _always_valid(out: dict) -> bool:
@@ -225,6 +310,8 @@ STAGES: dict[str, StageType] = {
     "train": StageType(_train_inputs, _train_run),
     "evaluate": StageType(_models_inputs, _evaluate_run),
     "backtest": StageType(_models_inputs, _backtest_run),
+    "walkforward": StageType(_train_inputs, _walkforward_run),
+    "predict": StageType(_predict_inputs, _predict_run, _predict_valid),
     # promote's key leaves out the current champion: an unchanged challenger is judged once
     # (re-judging it would register the same model again).
     "promote": StageType(_models_inputs, _promote_run),

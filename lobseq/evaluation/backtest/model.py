@@ -22,6 +22,7 @@ from lobseq.data.splits import SPLIT_NAMES
 from lobseq.errors import LobseqError
 from lobseq.evaluation.backtest.engine import Market
 from lobseq.evaluation.backtest.report import format_backtest_table, log_backtest
+from lobseq.evaluation.config import BacktestConfig
 
 DAY_NS = 86_400 * 10**9
 TRADING_SECONDS = 6.5 * 3600  # one regular US session
@@ -183,11 +184,17 @@ def backtest_probas(ds, rows: np.ndarray, ends: np.ndarray, probas: dict[str, np
     return br, results, out
 
 
-def backtest_model(model_uri: str, dataset_path, split: str = "test", *, tau: float = 0.0,
-                   mode: str = "long_short", cost_bps: float | None = None,
-                   at_touch: bool | None = None, periods_per_year: float | None = None,
-                   interval_s: float | None = None, max_baseline_train: int | None = 200_000,
-                   seed: int = 0, log_to_mlflow: bool = True,
+_DEFAULTS = BacktestConfig()  # the defaults below are BacktestConfig's, declared there once
+
+
+def backtest_model(model_uri: str, dataset_path, split: str = _DEFAULTS.split, *,
+                   tau: float = _DEFAULTS.tau, mode: str = _DEFAULTS.mode,
+                   cost_bps: float | None = _DEFAULTS.cost_bps,
+                   at_touch: bool | None = _DEFAULTS.at_touch,
+                   periods_per_year: float | None = _DEFAULTS.periods_per_year,
+                   interval_s: float | None = _DEFAULTS.interval_s,
+                   max_baseline_train: int | None = _DEFAULTS.max_baseline_train,
+                   seed: int = _DEFAULTS.seed, log_to_mlflow: bool = True,
                    log: Callable[[str], None] | None = print) -> dict:
     """Trade the model's probabilities on `split` (module conventions), next to buy-and-hold
     and the baselines' signals under the same rules.
