@@ -66,8 +66,15 @@ def metrics_table(metrics: dict, names=_SHOWN_METRICS) -> str:
 @click.option("--experiment", default=None, help="MLflow experiment [default: the dataset's name].")
 @click.option("--register", default=None, metavar="NAME",
               help="Register the logged model in the Model Registry under NAME.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this process; ray: data-parallel on Ray Train workers (lobseq[ray]).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Ray Train workers, each training on its slice of every batch [default: 2].")
+@click.option("--ray-address", default=None, metavar="ADDR",
+              help="Join this Ray cluster [default: $RAY_ADDRESS, else start a local Ray instance].")
 def train(dataset, model_name, preset, params, head, epochs, batch_size, learning_rate, patience,
-          class_weight, seed, max_train_windows, max_val_windows, experiment, register):
+          class_weight, seed, max_train_windows, max_val_windows, experiment, register, engine,
+          workers, ray_address):
     """Train a model on a stored DATASET and log the run to MLflow."""
     from lobseq.training.config import TrainConfig
 
@@ -80,8 +87,17 @@ def train(dataset, model_name, preset, params, head, epochs, batch_size, learnin
     from lobseq.training.run import train_and_log
 
     verbose = 1 if sys.stdout.isatty() else 2  # bar on a terminal, one line per epoch in logs
-    run_id = train_and_log(dataset, cfg, experiment=experiment, register=register, verbose=verbose,
-                           log=click.echo)
+    if engine == "ray":
+        from lobseq.training.distributed import train_distributed
+
+        run_id = train_distributed(dataset, cfg, workers=workers or 2, ray_address=ray_address,
+                                   experiment=experiment, register=register, log=click.echo)
+    elif ray_address or workers:
+        raise LobseqError("--workers and --ray-address need --engine ray", field="engine",
+                          fix="add --engine ray")
+    else:
+        run_id = train_and_log(dataset, cfg, experiment=experiment, register=register, verbose=verbose,
+                               log=click.echo)
     run = mlflow.get_run(run_id)
     click.echo(f"Run id: {run_id}")
     click.echo(metrics_table(run.data.metrics))

@@ -42,7 +42,7 @@ def cpu_share(node_cpus: list[float], actors: int, *, reserve_fraction: float = 
     share = free / actors
     if cap is not None:
         share = min(share, cap)
-    if not _fits(nodes, share, actors):  # the largest per-node split that places every actor
+    if share >= MIN_SHARE and not _fits(nodes, share, actors):  # the largest split that places all
         candidates = sorted({c / k for c in nodes for k in range(1, actors + 1) if c / k <= share},
                             reverse=True)
         share = next((s for s in candidates if _fits(nodes, s, actors)), 0.0)

@@ -67,9 +67,10 @@ def train_distributed(dataset_path: str | Path, cfg, workers: int = 2, ray_addre
 
     from lobseq.data.store import load_dataset
     from lobseq.engine import EngineConfig, cpu_share, open_engine
-    from lobseq.engine.ray_engine import absolute_uri
+    from lobseq.engine.ray_engine import absolute_uri, import_ray
     from lobseq.training.run import register_model, run_name, run_params
 
+    import_ray()  # without Ray, say so before anything is read
     dataset = load_dataset(dataset_path)
     cfg.validate()
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
