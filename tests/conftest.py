@@ -287,6 +287,7 @@ def ray_cluster(ray_auth, tmp_path_factory) -> Iterator[RayCluster]:
     temp_dir = tempfile.mkdtemp(prefix="lsc-", dir="/tmp")
     logs = tmp_path_factory.mktemp("ray-cluster")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MLFLOW_TRACKING_URI")}
+    env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] = "0"  # SIGTERM stops a node now, not after 30 s
     address = f"127.0.0.1:{free_port()}"
     procs = []
     try:

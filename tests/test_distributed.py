@@ -20,9 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-c", "from lobseq.cli import main; main()"]
 TRAIN = ["--model", "gru", "--param", "units=8", "--epochs", "3", "--batch-size", "64", "--seed", "0"]
 WORKER_METRICS = {"shard_loss", "shard_windows", "train_seconds"}
-# Per-epoch loss of 2 workers against one-process `fit` on the same data and seed: measured
-# 0.3-0.9 % (5 seeds, GRU with dropout 0.2): the batches are the same, their order within an
-# epoch and the dropout masks are not. Seeds 0 and 1 of `fit` itself differ by 2-6 %.
+# Per-epoch train/val loss of 2 workers against one-process `fit` on the same data and seed,
+# measured over seeds 0-4 (GRU units=8, dropout 0.2, 3 epochs of 63 batches): at most 0.94 %
+# (train) and 0.70 % (val); 1 worker against `fit` 0.93 %, so the gap is the batch order within
+# an epoch and the dropout masks, not the all-reduce. `fit` with the next seed differs by 3-10 %.
 LOSS_RTOL = 0.02
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ class LocalEngine:
     name = "local"
 
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any], *, cpus: float = 1.0,
-            label: str | None = None) -> list:
+            label: str | None = None, retries: int = 3) -> list:
         return [fn(item) for item in items]
 
     def node_cpus(self) -> list[float]:

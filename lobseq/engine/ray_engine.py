@@ -161,19 +161,20 @@ class RayEngine:
         return [float(n["Resources"].get("CPU", 0.0)) for n in self._ray.nodes() if n.get("Alive")]
 
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any], *, cpus: float = 1.0,
-            label: str | None = None) -> list:
+            label: str | None = None, retries: int = 3) -> list:
         """fn(item) for each item, one Ray task each (`cpus` logical CPUs), results in input order.
 
         The first failure in input order is raised as the local loop would raise
         it (a LobseqError unchanged) once every earlier item has finished; later
-        tasks are cancelled. Ctrl-C cancels every outstanding task.
+        tasks are cancelled. Ctrl-C cancels every outstanding task. `retries`:
+        reruns of a task whose process died (0 for work that must not run twice).
         """
         ray = self._ray
         items = list(items)
         if not items:
             return []
         remote = ray.remote(fn).options(num_cpus=cpus, name=label or getattr(fn, "__name__", "task"),
-                                        runtime_env=self._task_env)
+                                        runtime_env=self._task_env, max_retries=retries)
         return gather_in_order(ray, [remote.remote(item) for item in items])
 
 

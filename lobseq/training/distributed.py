@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -92,15 +93,26 @@ def train_distributed(dataset_path: str | Path, cfg, workers: int = 2, ray_addre
             f"{workers} workers x {share:g} CPU on {len(nodes)} Ray node(s)")
         with ending(run), _ending_worker_runs(run_id):
             _log_inputs(params, dataset)
-            job = {"dataset": str(Path(dataset.path).resolve()), "cfg": cfg, "workers": workers,
-                   "cpus_per_worker": share, "experiment_id": experiment_id, "parent_run_id": run_id,
-                   "tracking_uri": uri, "runtime_env": engine.task_runtime_env}
-            engine.map(run_trainer, [job], cpus=0, label="lobseq-train")
-            if "model_uri" not in mlflow.get_run(run_id).data.tags:
-                raise RuntimeError(f"distributed training ended without a logged model (run {run_id})")
+            _train_on_ray(engine, {"dataset": str(Path(dataset.path).resolve()), "cfg": cfg,
+                                   "workers": workers, "cpus_per_worker": share,
+                                   "experiment_id": experiment_id, "parent_run_id": run_id,
+                                   "tracking_uri": uri, "runtime_env": engine.task_runtime_env})
     if register:
         log(f"Registered {register} version {register_model(run_id, register)}")
     return run_id
+
+
+def _train_on_ray(engine, job: dict) -> None:
+    """Run the trainer as one 0-CPU task (never retried: it would log twice); check rank 0's model."""
+    import mlflow
+
+    job["storage"] = tempfile.mkdtemp(prefix="lobseq-raytrain-")  # Ray Train's scratch; we report nothing
+    try:
+        engine.map(run_trainer, [job], cpus=0, label="lobseq-train", retries=0)
+    finally:  # also after Ctrl-C, when the task that ran the trainer was killed
+        shutil.rmtree(job["storage"], ignore_errors=True)
+    if "model_uri" not in mlflow.get_run(job["parent_run_id"]).data.tags:
+        raise RuntimeError(f"distributed training ended without a logged model (run {job['parent_run_id']})")
 
 
 def _check_model_fits(dataset, cfg) -> None:
@@ -147,7 +159,8 @@ def run_trainer(job: dict) -> None:
     from ray.train import FailureConfig, RunConfig, ScalingConfig, TrainingFailedError
     from ray.train.tensorflow import TensorflowTrainer
 
-    storage = tempfile.mkdtemp(prefix="lobseq-raytrain-")  # Ray Train's own records; we report none
+    storage = job["storage"]  # the driver's; on another node the task makes (and removes) its own
+    made_here = not os.path.isdir(storage)
     try:
         trainer = TensorflowTrainer(
             train_worker, train_loop_config=job,
@@ -160,7 +173,8 @@ def run_trainer(job: dict) -> None:
     except TrainingFailedError as e:
         raise _lobseq_error(e) or e from None
     finally:
-        shutil.rmtree(storage, ignore_errors=True)
+        if made_here:
+            shutil.rmtree(storage, ignore_errors=True)
 
 
 def _lobseq_error(error: BaseException, depth: int = 6) -> LobseqError | None:
