@@ -120,12 +120,22 @@ def test_worker_env_makes_relative_stores_absolute(monkeypatch, tmp_path):
     assert env["MLFLOW_TRACKING_URI"] == f"sqlite:///{tmp_path}/store/mlflow.db" and env["EXTRA"] == "1"
 
 
-def test_sigterm_is_ctrl_c_inside_the_block_only():
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-    with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt():
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(5)  # the handler raises before this ends
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+def test_sigterm_is_ctrl_c_inside_the_block_only_and_a_chosen_handler_is_kept():
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises before this ends
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+        def mine(signum, frame):
+            pass
+
+        signal.signal(signal.SIGTERM, mine)
+        with sigterm_as_interrupt():
+            assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @pytest.mark.slow

@@ -173,9 +173,14 @@ class RayEngine:
         items = list(items)
         if not items:
             return []
-        remote = ray.remote(fn).options(num_cpus=cpus, name=label or getattr(fn, "__name__", "task"),
-                                        runtime_env=self._task_env, max_retries=retries)
-        return gather_in_order(ray, [remote.remote(item) for item in items])
+        remote = ray.remote(_apply).options(num_cpus=cpus, name=label or getattr(fn, "__name__", "task"),
+                                            runtime_env=self._task_env, max_retries=retries)
+        fn_ref = ray.put(fn)  # any callable (partials, methods, builtins), shipped once
+        return gather_in_order(ray, [remote.remote(fn_ref, item) for item in items])
+
+
+def _apply(fn: Callable[[Any], Any], item: Any) -> Any:
+    return fn(item)
 
 
 def unwrap_error(error: BaseException) -> BaseException:
