@@ -173,21 +173,22 @@ def ray_auth():
     """Token authentication with a throw-away token for every Ray process of the session.
 
     Set before `import ray`: Ray reads RAY_AUTH_MODE into its C++ config on import."""
-    import importlib.util
     import secrets
     import sys
 
-    if importlib.util.find_spec("ray") is None:
-        pytest.skip(RAY_MISSING)
+    imported = "ray" in sys.modules
     mp = pytest.MonkeyPatch()
     mp.setenv("RAY_AUTH_MODE", "token")
     mp.setenv("RAY_AUTH_TOKEN", secrets.token_hex(16))
-    if "ray" in sys.modules:  # imported earlier: re-read the mode as ray.init does when it sets it
-        from ray._raylet import Config
+    try:
+        pytest.importorskip("ray", reason=RAY_MISSING)
+        if imported:  # imported earlier: re-read the mode, as ray.init does when it sets it
+            from ray._raylet import Config
 
-        Config.initialize("")
-    yield
-    mp.undo()
+            Config.initialize("")
+        yield
+    finally:
+        mp.undo()
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ against `fit`, and the canary that tells when Keras' own `fit` works under the s
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -97,8 +98,8 @@ def test_canary_keras_fit_still_fails_under_multi_worker_mirrored_strategy(tmp_p
 
 
 def test_the_loop_is_deterministic_and_tracks_fit_with_one_replica(lobster_dataset):
-    """World size 1 under the default strategy: the same seed gives the same weights twice, and
-    the losses follow `fit`'s on the same batches (only their order differs)."""
+    """World size 1 under the default strategy (no Ray): the same seed gives the same weights
+    twice, and the losses follow `fit`'s on the same batches (only their order differs)."""
     import keras
     import tensorflow as tf
 
@@ -287,6 +288,7 @@ def test_ctrl_c_cancels_distributed_training_kills_the_runs_and_exits_130(lobste
         if proc.poll() is None:
             proc.kill()
         left = kill_ray_processes(str(ray_tmp))
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     assert proc.returncode == 130, stdout[-2000:] + stderr[-4000:]
     assert stderr.strip().splitlines()[-1] == "Interrupted."
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])

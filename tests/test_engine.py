@@ -4,6 +4,7 @@ cluster on this machine (fixtures in conftest.py). Ray tests skip when Ray is no
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -264,6 +265,7 @@ def test_an_engine_starts_a_local_instance_with_token_auth_and_stops_only_it(tmp
         assert (tmp_path / ".ray" / "auth_token").is_file()
     finally:
         left = kill_ray_processes(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
     assert not left
 
 
