@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-c", "from lobseq.cli import main; main()"]
-TRAIN = ["--model", "gru", "--param", "units=8", "--epochs", "3", "--batch-size", "64", "--seed", "0"]
+TRAIN = ["--model", "gru", "--param", "units=8", "--epochs", "2", "--batch-size", "64", "--seed", "0"]
 WORKER_METRICS = {"shard_loss", "shard_windows", "train_seconds"}
 # Per-epoch train/val loss of 2 workers against one-process `fit` on the same data and seed,
 # measured over seeds 0-4 (GRU units=8, dropout 0.2, 3 epochs of 63 batches): at most 0.94 %
@@ -109,7 +109,7 @@ def test_the_loop_is_deterministic_and_tracks_fit_with_one_replica(lobster_datas
     from lobseq.training.distributed import weights_digest
     from lobseq.training.fit import fit, seed_everything
 
-    cfg = TrainConfig(model="gru", hyper={"units": 8}, epochs=2, batch_size=64, seed=3)
+    cfg = TrainConfig(model="gru", hyper={"units": 8}, epochs=1, batch_size=64, seed=3)
 
     def run():
         seed_everything(cfg.seed)
@@ -241,7 +241,7 @@ def test_the_model_is_logged_once_from_rank_0_as_the_lobseq_pyfunc(two_node_run)
     assert all(not client.list_artifacts(w.info.run_id) for w in workers)
     assert {"val_macro_f1", "test_macro_f1", "best_epoch", "epochs_run"} <= set(parent.data.metrics)
     assert any(p.startswith("model.units") for p in parent.data.params)
-    assert [m.step for m in client.get_metric_history(parent.info.run_id, "epoch_val_loss")] == [0, 1, 2]
+    assert [m.step for m in client.get_metric_history(parent.info.run_id, "epoch_val_loss")] == [0, 1]
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"plots", "classification_report.json", "dataset"} <= artifacts
     served = load_logged_model(parent.info.run_id).forecaster.model  # the serving path
@@ -257,7 +257,7 @@ def test_the_loss_stays_close_to_single_worker_fit_on_the_same_data(two_node_run
 
     client, parent, _workers = _runs(two_node_run)
     reference = fit(load_dataset(two_node_run.dataset),
-                    TrainConfig(model="gru", hyper={"units": 8}, epochs=3, batch_size=64, seed=0)).history
+                    TrainConfig(model="gru", hyper={"units": 8}, epochs=2, batch_size=64, seed=0)).history
     for ours, theirs in (("epoch_train_loss", "loss"), ("epoch_val_loss", "val_loss")):
         got = [m.value for m in sorted(client.get_metric_history(parent.info.run_id, ours), key=lambda m: m.step)]
         np.testing.assert_allclose(got, reference[theirs], rtol=LOSS_RTOL)
@@ -269,7 +269,8 @@ def test_the_loss_stays_close_to_single_worker_fit_on_the_same_data(two_node_run
 @pytest.mark.ray
 @pytest.mark.timeout(600)
 def test_ctrl_c_cancels_distributed_training_kills_the_runs_and_exits_130(lobster_dataset, tmp_path, ray_auth):
-    """On a local Ray instance lobseq starts itself: SIGINT once both workers train."""
+    """On a local Ray instance lobseq starts itself: SIGINT once both workers train. Nothing is
+    left: no Ray process, no model, no Ray Train scratch dir; every run ends KILLED."""
     from conftest import kill_ray_processes
     from mlflow import MlflowClient
 
@@ -299,7 +300,7 @@ def test_ctrl_c_cancels_distributed_training_kills_the_runs_and_exits_130(lobste
 
 
 def _wait_for_training_workers(client, proc, tmp_path: Path, timeout: float = 400.0):
-    """Wait until both worker runs have logged an epoch (the strategy is up, training runs)."""
+    """Wait until both worker runs exist: the strategy is up and training starts."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -307,7 +308,7 @@ def _wait_for_training_workers(client, proc, tmp_path: Path, timeout: float = 40
         if (tmp_path / "mlruns" / "mlflow.db").exists():
             exps = [e.experiment_id for e in client.search_experiments()]
             workers = client.search_runs(exps, "attributes.run_name LIKE 'worker-%'") if exps else []
-            if len(workers) == 2 and all("shard_loss" in w.data.metrics for w in workers):
+            if len(workers) == 2:
                 return client
         time.sleep(1)
     pytest.fail("the workers never started training")
