@@ -110,3 +110,199 @@ def logged_model(root: Path, *, seed: int = 0, model: str = "gru", days: int = 2
                       max_train_windows=max_train_windows)
     run_id = train_and_log(root / "sim", cfg, register=register, log=lambda _m: None)
     return LoggedModel(raw, ds, run_id, logged_model_uri(run_id))
+
+
+# ------------------------------------------------------------------ Ray (h5-raytrain)
+# Real Ray, never mocked. `ray_local` is one local instance for the session; `ray_cluster` a real
+# two-node cluster on this machine (`ray start --head` + `ray start --address`). Both use token
+# authentication (Ray's default for local instances) with a session token in RAY_AUTH_TOKEN, so
+# nothing is written to ~/.ray; each has a short temp dir of its own (Ray's socket paths must stay
+# under 108 bytes), is stopped through its own handles, and its teardown fails if any process
+# that runs from that temp dir is still alive. Ray tests carry a pytest-timeout.
+
+RAY_MISSING = "Ray is not installed (pip install 'lobseq[ray]')"
+
+
+def ray_processes(marker: str) -> list[tuple[int, str]]:
+    """Live processes whose command line contains `marker` (e.g. a Ray temp dir)."""
+    import os
+
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmd and int(pid) != os.getpid():
+            found.append((int(pid), cmd[:120]))
+    return found
+
+
+def wait_ray_gone(marker: str, timeout: float = 30.0) -> list[tuple[int, str]]:
+    """Wait until no process runs from `marker`; returns what is left after `timeout` s."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while (left := ray_processes(marker)) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    return left
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kill_ray_processes(marker: str) -> list[tuple[int, str]]:
+    """Wait for the processes that run from `marker` to end; kill (by PID) those that don't."""
+    import os
+    import signal
+
+    left = wait_ray_gone(marker)
+    for pid, _cmd in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return left
+
+
+@pytest.fixture(scope="session")
+def ray_auth():
+    """Token authentication with a throw-away token for every Ray process of the session.
+
+    Set before `import ray`: Ray reads RAY_AUTH_MODE into its C++ config on import."""
+    import secrets
+    import sys
+
+    imported = "ray" in sys.modules
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RAY_AUTH_MODE", "token")
+    mp.setenv("RAY_AUTH_TOKEN", secrets.token_hex(16))
+    try:
+        pytest.importorskip("ray", reason=RAY_MISSING)
+        if imported:  # imported earlier: re-read the mode, as ray.init does when it sets it
+            from ray._raylet import Config
+
+            Config.initialize("")
+        yield
+    finally:
+        mp.undo()
+
+
+@dataclass(frozen=True)
+class RayLocal:
+    temp_dir: str  # the instance's temp dir (every Ray process's command line names it)
+    cpus: int
+
+
+@pytest.fixture(scope="session")
+def ray_local(ray_auth) -> Iterator[RayLocal]:
+    """One local Ray instance (2 CPUs, no dashboard) for the session; engines reuse it."""
+    import logging
+    import shutil
+    import tempfile
+
+    ray = pytest.importorskip("ray", reason=RAY_MISSING)
+    temp_dir = tempfile.mkdtemp(prefix="lsr-", dir="/tmp")
+    try:
+        ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=temp_dir,
+                 log_to_driver=False, logging_level=logging.WARNING)
+        yield RayLocal(temp_dir, 2)
+    finally:
+        ray.shutdown()
+        left = kill_ray_processes(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        assert not left, f"Ray processes still running after shutdown: {left}"
+
+
+@dataclass(frozen=True)
+class RayCluster:
+    address: str   # 127.0.0.1:PORT of the head's GCS
+    temp_dir: str  # shared by both nodes' processes
+    env: dict      # the environment the nodes run with: no PYTHONPATH, no MLFLOW_TRACKING_URI
+
+
+def _start_node(args: list[str], env: dict, log: Path, cwd: str):
+    import subprocess
+    import sys
+
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    return subprocess.Popen([ray_cli, "start", "--block", "--disable-usage-stats", *args], env=env,
+                            cwd=cwd, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def _wait_started(proc, log: Path, timeout: float = 120.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while "Ray runtime started" not in log.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"ray start failed ({proc.returncode}):\n{log.read_text()[-2000:]}")
+        time.sleep(0.3)
+
+
+def _wait_nodes(address: str, env: dict, count: int, timeout: float = 120.0) -> None:
+    import subprocess
+    import sys
+    import time
+
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    deadline = time.monotonic() + timeout
+    while True:
+        out = subprocess.run([ray_cli, "status", f"--address={address}"], env=env, capture_output=True,
+                             text=True, timeout=60).stdout
+        active = out.split("Active:", 1)[-1].split("Pending:", 1)[0]
+        if active.count("node_") >= count:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the cluster never had {count} nodes:\n{out}")
+        time.sleep(1)
+
+
+def _stop_nodes(procs: list) -> None:
+    import os
+    import signal
+    import subprocess
+
+    for proc in reversed(procs):  # the worker node first, then the head
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=45)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the node's own process group, nothing else
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(ray_auth, tmp_path_factory) -> Iterator[RayCluster]:
+    """A two-node Ray cluster on this machine: a head and a second node, 1 CPU each (session)."""
+    import os
+    import shutil
+    import tempfile
+
+    temp_dir = tempfile.mkdtemp(prefix="lsc-", dir="/tmp")
+    logs = tmp_path_factory.mktemp("ray-cluster")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MLFLOW_TRACKING_URI")}
+    env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] = "0"  # SIGTERM stops a node now, not after 30 s
+    address = f"127.0.0.1:{free_port()}"
+    procs = []
+    try:
+        procs.append(_start_node(["--head", f"--port={address.split(':')[1]}", "--num-cpus=1",
+                                  f"--temp-dir={temp_dir}", "--include-dashboard=false",
+                                  '--resources={"head_node": 1}'], env, logs / "head.log", temp_dir))
+        _wait_started(procs[0], logs / "head.log")
+        procs.append(_start_node([f"--address={address}", "--num-cpus=1",
+                                  '--resources={"second_node": 1}'], env, logs / "second.log", temp_dir))
+        _wait_started(procs[1], logs / "second.log")
+        _wait_nodes(address, env, 2)
+        yield RayCluster(address, temp_dir, env)
+    finally:
+        _stop_nodes(procs)
+        left = kill_ray_processes(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        assert not left, f"Ray processes still running after the cluster stopped: {left}"

@@ -10,6 +10,7 @@ import click
 
 from lobseq.cli import cli
 from lobseq.cli.options import build, config_options, param_option, parse_params
+from lobseq.errors import LobseqError
 from lobseq.training.config import TrainConfig
 
 _SHOWN_METRICS = ("accuracy", "macro_f1", "mcc", "cohen_kappa", "log_loss")
@@ -33,7 +34,13 @@ def metrics_table(metrics: dict, names=_SHOWN_METRICS) -> str:
 @click.option("--experiment", default=None, help="MLflow experiment [default: the dataset's name].")
 @click.option("--register", default=None, metavar="NAME",
               help="Register the logged model in the Model Registry under NAME.")
-def train(dataset, params, experiment, register, **settings):
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this process; ray: data-parallel on Ray Train workers (lobseq[ray]).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Ray Train workers, each training on its slice of every batch [default: 2].")
+@click.option("--ray-address", default=None, metavar="ADDR",
+              help="Join this Ray cluster [default: $RAY_ADDRESS, else start a local Ray instance].")
+def train(dataset, params, experiment, register, engine, workers, ray_address, **settings):
     """Train a model on a stored DATASET and log the run to MLflow.
 
     Time grows with the training windows: --max-train-windows caps them for a quick run."""
@@ -44,9 +51,17 @@ def train(dataset, params, experiment, register, **settings):
     from lobseq.evaluation.verdict import majority_rate
     from lobseq.training.run import train_and_log
 
-    # progress on stderr: a bar with an ETA on a terminal, one line per epoch in a log
-    run_id = train_and_log(dataset, cfg, experiment=experiment, register=register, verbose=1,
-                           log=click.echo)
+    if engine == "ray":
+        from lobseq.training.distributed import train_distributed
+
+        run_id = train_distributed(dataset, cfg, workers=workers or 2, ray_address=ray_address,
+                                   experiment=experiment, register=register, log=click.echo)
+    elif ray_address or workers:
+        raise LobseqError("--workers and --ray-address need --engine ray", field="engine",
+                          fix="add --engine ray")
+    else:  # progress on stderr: a bar with an ETA on a terminal, one line per epoch in a log
+        run_id = train_and_log(dataset, cfg, experiment=experiment, register=register, verbose=1,
+                               log=click.echo)
     run = mlflow.get_run(run_id)
     click.echo(f"Run id: {run_id}")
     click.echo(metrics_table(run.data.metrics))
