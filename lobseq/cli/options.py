@@ -23,6 +23,7 @@ from typing import Any
 import click
 
 from lobseq.config import base_type, choices_of, default_of, fields_of
+from lobseq.engine.config import EngineConfig
 from lobseq.errors import LobseqError
 
 
@@ -154,6 +155,12 @@ def build(cls: type, params: Mapping[str, Any], **fixed: Any):
     """The config `cls` from a command's parsed `params` (its fields only) and `fixed` values."""
     names = fields_of(cls)
     return cls(**{k: v for k, v in params.items() if k in names and k not in fixed}, **fixed)
+
+
+def engine_options(f: Callable) -> Callable:
+    """`--engine local|ray`, `--ray-address`, `--ray-num-cpus` (`EngineConfig`); build the config
+    with `build(EngineConfig, settings)`."""
+    return config_options(EngineConfig)(f)
 
 
 def param_option(f: Callable) -> Callable:

@@ -13,10 +13,11 @@ prints the token. Without them Ray reports a connection failure after ~20 s.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -170,14 +171,27 @@ class RayEngine:
         tasks are cancelled. Ctrl-C cancels every outstanding task. `retries`:
         reruns of a task whose process died (0 for work that must not run twice).
         """
+        return list(self.imap(fn, items, cpus=cpus, label=label, retries=retries))
+
+    def mapper(self, *, cpus: float = 1.0, label: str | None = None, retries: int = 3) -> Callable:
+        """`imap` with these settings, as a plain `mapper(fn, items)` a library function takes."""
+        return functools.partial(self.imap, cpus=cpus, label=label, retries=retries)
+
+    def imap(self, fn: Callable[[Any], Any], items: Iterable[Any], *, cpus: float = 1.0,
+             label: str | None = None, retries: int = 3) -> Iterator:
+        """`map`, yielding each result as soon as it and every earlier one are done.
+
+        Every task is submitted at once; the caller consumes results in input order
+        (and may stop early: closing the iterator cancels what is still running).
+        """
         ray = self._ray
         items = list(items)
         if not items:
-            return []
+            return iter(())
         remote = ray.remote(_apply).options(num_cpus=cpus, name=label or getattr(fn, "__name__", "task"),
                                             runtime_env=self._task_env, max_retries=retries)
         fn_ref = ray.put(fn)  # any callable (partials, methods, builtins), shipped once
-        return gather_in_order(ray, [remote.remote(fn_ref, item) for item in items])
+        return iter_in_order(ray, [remote.remote(fn_ref, item) for item in items])
 
 
 def _apply(fn: Callable[[Any], Any], item: Any) -> Any:
@@ -212,32 +226,42 @@ def cancel(ray, refs: list, wait_s: float = 10.0) -> None:
 
 def gather_in_order(ray, refs: list) -> list:
     """Results of `refs` in order; raises the first failure in input order (see RayEngine.map)."""
+    return list(iter_in_order(ray, refs))
+
+
+def iter_in_order(ray, refs: list) -> Iterator:
+    """Results of `refs` in input order, each yielded once it and all before it are done.
+
+    A failure is raised when its turn comes (the earlier results yielded first);
+    tasks after it are cancelled as soon as it is seen. Ctrl-C, an error, or the
+    consumer closing the iterator cancels every task still running.
+    """
     from ray.exceptions import RayError
 
     index = {ref: i for i, ref in enumerate(refs)}
-    results: list = [None] * len(refs)
+    ready: dict[int, Any] = {}
     pending = list(refs)
     bad: tuple[int, BaseException] | None = None
     try:
-        while pending:
-            done, _ = ray.wait(pending, num_returns=1, timeout=POLL_S)
-            if done:  # take everything that is ready now
-                done, _ = ray.wait(pending, num_returns=len(pending), timeout=0)
-            for ref in done:
-                try:
-                    results[index[ref]] = ray.get(ref)
-                except RayError as e:
-                    if bad is None or index[ref] < bad[0]:
-                        bad = (index[ref], e)
-            finished = set(done)
-            pending = [r for r in pending if r not in finished]
-            if bad:  # a local loop never reaches the items after the first failure
-                later = [r for r in pending if index[r] > bad[0]]
-                cancel(ray, later)
-                pending = [r for r in pending if index[r] < bad[0]]
-    except BaseException:
+        for turn in range(len(refs)):
+            while turn not in ready:
+                if bad is not None and bad[0] == turn:
+                    raise unwrap_error(bad[1])
+                done, _ = ray.wait(pending, num_returns=1, timeout=POLL_S)
+                if done:  # take everything that is ready now
+                    done, _ = ray.wait(pending, num_returns=len(pending), timeout=0)
+                for ref in done:
+                    try:
+                        ready[index[ref]] = ray.get(ref)
+                    except RayError as e:
+                        if bad is None or index[ref] < bad[0]:
+                            bad = (index[ref], e)
+                finished = set(done)
+                pending = [r for r in pending if r not in finished]
+                if bad:  # a local loop never reaches the items after the first failure
+                    later = [r for r in pending if index[r] > bad[0]]
+                    cancel(ray, later)
+                    pending = [r for r in pending if index[r] < bad[0]]
+            yield ready.pop(turn)
+    finally:  # Ctrl-C, a failure, or a consumer that stopped early
         cancel(ray, pending)
-        raise
-    if bad:
-        raise unwrap_error(bad[1])
-    return results
