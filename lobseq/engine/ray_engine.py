@@ -207,6 +207,21 @@ def unwrap_error(error: BaseException) -> BaseException:
     return as_cause() if as_cause else error
 
 
+def find_lobseq_error(error: BaseException | None, depth: int = 8) -> LobseqError | None:
+    """The LobseqError a worker raised, dug out of the wrappers Ray Train, Tune and Data put
+    around it (causes, contexts, worker failures), if there is one."""
+    if isinstance(error, LobseqError):
+        return error
+    if error is None or depth == 0:
+        return None
+    inner = [*getattr(error, "worker_failures", {}).values(), getattr(error, "cause", None),
+             getattr(error, "controller_failure", None), error.__cause__, error.__context__]
+    for candidate in inner:
+        if isinstance(candidate, BaseException) and (found := find_lobseq_error(candidate, depth - 1)):
+            return found
+    return None
+
+
 def cancel(ray, refs: list, wait_s: float = 10.0) -> None:
     """Cancel tasks (killing the processes that run them) and wait until they are gone.
 

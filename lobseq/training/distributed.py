@@ -152,24 +152,12 @@ def run_trainer(job: dict) -> None:
                                  worker_runtime_env=job["runtime_env"]))
         trainer.fit()
     except TrainingFailedError as e:
-        raise _lobseq_error(e) or e from None
+        from lobseq.engine.ray_engine import find_lobseq_error
+
+        raise find_lobseq_error(e) or e from None
     finally:
         if made_here:
             shutil.rmtree(storage, ignore_errors=True)
-
-
-def _lobseq_error(error: BaseException, depth: int = 6) -> LobseqError | None:
-    """The LobseqError a worker raised, dug out of Ray Train's wrappers, if there is one."""
-    if isinstance(error, LobseqError):
-        return error
-    if error is None or depth == 0:
-        return None
-    inner = [*getattr(error, "worker_failures", {}).values(), getattr(error, "cause", None),
-             getattr(error, "controller_failure", None), error.__cause__, error.__context__]
-    for candidate in inner:
-        if isinstance(candidate, BaseException) and (found := _lobseq_error(candidate, depth - 1)):
-            return found
-    return None
 
 
 # ------------------------------------------------------------------ one Ray Train worker
