@@ -9,9 +9,10 @@ from pathlib import Path
 import click
 
 from lobseq.cli import cli
-from lobseq.cli.options import build, config_options, param_option, parse_params
+from lobseq.cli.options import build, config_options, engine_options, param_option, parse_params
 from lobseq.errors import LobseqError
 from lobseq.training.config import TrainConfig
+from lobseq.training.tune import TuneConfig
 
 _SHOWN_METRICS = ("accuracy", "macro_f1", "mcc", "cohen_kappa", "log_loss")
 
@@ -69,6 +70,32 @@ def train(dataset, params, experiment, register, engine, workers, ray_address, *
         name, rate = majority_rate(load_dataset(dataset), "test")
         click.echo(f"  test accuracy {run.data.metrics['test_accuracy']:.4f} vs majority rate "
                    f"{rate:.4f} (always '{name}', the training majority)")
+
+
+@cli.command()
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@config_options(TrainConfig, rename={"learning_rate": "lr"}, exclude={"hyper", "head"},
+                required={"model"})
+@param_option
+@config_options(TuneConfig)
+@click.option("--experiment", default=None, help="MLflow experiment [default: the dataset's name].")
+@click.option("--register", default=None, metavar="NAME",
+              help="Retrain the best configuration on train+validation (its best epoch count, no "
+                   "early stopping) and register it under NAME.")
+@engine_options
+def tune(dataset, params, experiment, register, **settings):
+    """Sweep hyperparameters of one model over a DATASET: --trials configurations drawn from
+    --space (seeded by --seed), each a nested MLflow run under one parent that records the best.
+
+    The other options are the base configuration the space's values override. --engine ray runs
+    the trials on Ray Tune (ASHA or FIFO); --engine local runs the same trials one by one."""
+    from lobseq.engine import EngineConfig
+    from lobseq.evaluation.sweep import sweep
+
+    cfg = build(TrainConfig, settings, hyper=parse_params(params))
+    out = sweep(dataset, cfg, build(TuneConfig, settings), engine=build(EngineConfig, settings),
+                experiment=experiment, register=register, log=click.echo)
+    click.echo(f"Run id: {out['run_id']}")
 
 
 @cli.group(invoke_without_command=True)

@@ -34,6 +34,7 @@ from pydantic import Field
 from lobseq.config import keys_of, stage_config
 from lobseq.errors import LobseqError
 from lobseq.workflow.schema import SCHEMAS, TYPE_ALIASES
+from lobseq.yaml_lines import YamlLines as _Lines
 
 
 @stage_config
@@ -89,47 +90,6 @@ class Pipeline:
                 todo.extend(reversed(self.stage(n).needs))
         order = {s.name: i for i, s in enumerate(self.stages)}
         return sorted((self.stage(n) for n in seen), key=lambda s: -order[s.name])
-
-
-class _Lines:
-    """Line numbers (1-based) of every key and list item, from yaml's node marks."""
-
-    def __init__(self, text: str, file: Path) -> None:
-        self.file = file
-        self.lines: dict[tuple, int] = {}
-        self.overridden: set[tuple] = set()
-        try:
-            node = yaml.compose(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            at = f"line {mark.line + 1}: " if mark else ""
-            raise LobseqError(f"{at}not valid YAML: {getattr(e, 'problem', e)}", file=file,
-                              fix="check indentation and quoting") from None
-        if node is not None:
-            self._walk(node, ())
-
-    def _walk(self, node, path: tuple) -> None:
-        self.lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                key = path + (k.value,)
-                self.lines[key] = k.start_mark.line + 1
-                self._walk(v, key)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, v in enumerate(node.value):
-                self._walk(v, path + (i,))
-
-    def error(self, path: tuple, problem: str, fix: str | None = None) -> LobseqError:
-        line = None
-        for n in range(len(path), -1, -1):  # nearest enclosing node that has a line
-            if path[:n] in self.lines:
-                line = self.lines[path[:n]]
-                break
-        key = ".".join(str(p) for p in path) or "(top)"
-        origin = " (from --set)" if path in self.overridden else ""
-        at = f"line {line}, " if line else ""
-        return LobseqError(f"{at}key '{key}'{origin}: {problem}", file=self.file, fix=fix)
-
 
 
 def _parse_override(text: str) -> tuple[list[str], Any]:
