@@ -13,9 +13,12 @@ prints the token. Without them Ray reports a connection failure after ~20 s.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -114,12 +117,13 @@ class RayEngine:
         self._saved_auth_mode = os.environ.get("RAY_AUTH_MODE")
         self.owned = True
         try:
-            if self.address:
-                self._connect(ray, self.runtime_env(ship))
-            else:
-                ray.init(address="local", num_cpus=self.config.num_cpus, include_dashboard=False,
-                         runtime_env=self.runtime_env(ship), log_to_driver=self.log_to_driver,
-                         logging_level=logging.WARNING, _temp_dir=self.temp_dir)
+            with _keeping_sigterm_handler():
+                if self.address:
+                    self._connect(ray, self.runtime_env(ship))
+                else:
+                    ray.init(address="local", num_cpus=self.config.num_cpus, include_dashboard=False,
+                             runtime_env=self.runtime_env(ship), log_to_driver=self.log_to_driver,
+                             logging_level=logging.WARNING, _temp_dir=self.temp_dir)
         except BaseException:
             self.close()
             raise
@@ -192,6 +196,20 @@ class RayEngine:
                                             runtime_env=self._task_env, max_retries=retries)
         fn_ref = ray.put(fn)  # any callable (partials, methods, builtins), shipped once
         return iter_in_order(ray, [remote.remote(fn_ref, item) for item in items])
+
+
+@contextlib.contextmanager
+def _keeping_sigterm_handler() -> Iterator[None]:
+    """Put the driver's Python SIGTERM handler back after `ray.init`: Ray's core worker installs
+    its own (it logs and aborts), so a scheduler's SIGTERM would skip the cancelling and the
+    KILLED runs that Ctrl-C gets (`lobseq.cli.main` and `sigterm_as_interrupt` install one)."""
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if callable(handler):
+            signal.signal(signal.SIGTERM, handler)
 
 
 def _apply(fn: Callable[[Any], Any], item: Any) -> Any:
