@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from lobseq.cli import cli
-from lobseq.cli.options import build, config_options, engine_options
+from lobseq.cli.options import build, config_options, engine_config, engine_options
 from lobseq.data.ingest import IngestConfig
 from lobseq.data.simulate_config import SimulateConfig
 
@@ -38,10 +38,10 @@ def ingest(sources, out, **settings):
     Ray task; the dataset is byte-identical to the local engine's."""
     from lobseq.data.ingest import ingest as run_ingest
     from lobseq.data.ingest import summary
-    from lobseq.engine import EngineConfig, open_engine
+    from lobseq.engine import open_engine
 
     cfg = build(IngestConfig, settings, name=out.name)
-    with open_engine(build(EngineConfig, settings)) as engine:
+    with open_engine(engine_config(settings)) as engine:
         ds = run_ingest(sources, out, cfg, log=lambda m: click.echo(m, err=True),
                         mapper=engine.mapper(label="lobseq-ingest"))
     click.echo(summary(ds))

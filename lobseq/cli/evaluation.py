@@ -8,7 +8,14 @@ from pathlib import Path
 import click
 
 from lobseq.cli import cli
-from lobseq.cli.options import build, config_options, engine_options, param_option, parse_params
+from lobseq.cli.options import (
+    build,
+    config_options,
+    engine_config,
+    engine_options,
+    param_option,
+    parse_params,
+)
 from lobseq.config import pick
 from lobseq.evaluation.config import (
     WALKFORWARD_TRAIN_DEFAULTS,
@@ -57,10 +64,9 @@ def walkforward(dataset, params, **settings):
 
     Each fold trains a model: time is about folds x one `lobseq train` run of the same size.
     With --engine ray the folds train in parallel, one Ray task each, with the same scores."""
-    from lobseq.engine import EngineConfig
     from lobseq.evaluation.config import walkforward_train_config
     from lobseq.evaluation.walkforward import walk_forward
 
     train_cfg = walkforward_train_config(**pick(TrainConfig, settings), hyper=parse_params(params))
     walk_forward(dataset, train_cfg, build(WalkForwardConfig, settings), log=click.echo,
-                 engine=build(EngineConfig, settings))
+                 engine=engine_config(settings))

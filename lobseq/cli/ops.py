@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from lobseq.cli import cli
-from lobseq.cli.options import build, config_options, engine_options
+from lobseq.cli.options import build, config_options, engine_config, engine_options
 from lobseq.serving.config import PredictConfig
 
 EXIT_FAILURE = 1
@@ -83,11 +83,10 @@ def predict(model_uri, inputs, **settings):
 
     With --engine ray the files are scored by a Ray Data actor pool (each actor loads the model
     once); the table written equals the local engine's."""
-    from lobseq.engine import EngineConfig
     from lobseq.serving.config import predict_to_file
 
     table, out = predict_to_file(model_uri, inputs, build(PredictConfig, settings),
-                                 engine=build(EngineConfig, settings), log=click.echo)
+                                 engine=engine_config(settings), log=click.echo)
     click.echo(f"Wrote {len(table):,} predictions for {table['instrument'].nunique()} instrument(s) "
                f"to {out}")
 

@@ -195,7 +195,8 @@ class RayEngine:
         remote = ray.remote(_apply).options(num_cpus=cpus, name=label or getattr(fn, "__name__", "task"),
                                             runtime_env=self._task_env, max_retries=retries)
         fn_ref = ray.put(fn)  # any callable (partials, methods, builtins), shipped once
-        return iter_in_order(ray, [remote.remote(fn_ref, item) for item in items])
+        cwd = os.getcwd()
+        return iter_in_order(ray, [remote.remote(fn_ref, item, cwd) for item in items])
 
 
 @contextlib.contextmanager
@@ -212,8 +213,17 @@ def _keeping_sigterm_handler() -> Iterator[None]:
             signal.signal(signal.SIGTERM, handler)
 
 
-def _apply(fn: Callable[[Any], Any], item: Any) -> Any:
+def _apply(fn: Callable[[Any], Any], item: Any, cwd: str | None = None) -> Any:
+    in_driver_dir(cwd)
     return fn(item)
+
+
+def in_driver_dir(cwd: str | None) -> None:
+    """Work in the driver's directory where this node has it (one machine, or a shared disk at
+    the same path), so relative paths mean what they mean to the driver and errors name files
+    as the local engine names them; elsewhere paths must be absolute."""
+    if cwd and os.path.isdir(cwd) and os.getcwd() != cwd:
+        os.chdir(cwd)
 
 
 def unwrap_error(error: BaseException) -> BaseException:

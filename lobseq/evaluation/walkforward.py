@@ -48,6 +48,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -90,7 +91,7 @@ def walk_forward(dataset_path, train_cfg, cfg: WalkForwardConfig | None = None, 
             (_parent_run(ds, train_cfg, cfg, by, len(folds)) if log_to_mlflow else nullcontext()) as parent:
         say(f"Walk-forward on {ds.name}: {len(folds)} fold(s) by {by}, {cfg.mode}" + _where(eng, folds))
         parent_id = parent.info.run_id if parent is not None else None
-        jobs = [FoldJob(ds if eng.name == "local" else str(ds.path), fold, train_cfg, cfg,
+        jobs = [FoldJob(ds if eng.name == "local" else str(Path(ds.path).resolve()), fold, train_cfg, cfg,
                         parent_id, ds.hash, verbose) for fold in folds]
         with ending_child_runs(parent_id) if parent_id else nullcontext():
             outcomes = _gather_folds(eng, jobs, say)

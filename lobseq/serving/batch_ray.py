@@ -46,9 +46,11 @@ class Scored:
 class Scorer:
     """A Ray Data actor: the model, loaded once; `__call__` scores a batch of read jobs."""
 
-    def __init__(self, model_uri: str, jobs: list, format: str) -> None:
+    def __init__(self, model_uri: str, jobs: list, format: str, cwd: str | None = None) -> None:
+        from lobseq.engine.ray_engine import in_driver_dir
         from lobseq.serving.loader import load_model
 
+        in_driver_dir(cwd)  # relative input paths, and errors that name them, as the driver's
         self.model = load_model(model_uri)  # the only load this actor makes
         self.loads = 1
         self.jobs, self.format = jobs, format
@@ -141,7 +143,7 @@ def _score(jobs: list, model_uri: str, format: str, actors: int, share: float,
         scored = items.map_batches(Scorer, batch_size=1, batch_format="numpy",
                                    compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=share,
                                    fn_constructor_kwargs={"model_uri": model_uri, "jobs": jobs,
-                                                          "format": format},
+                                                          "format": format, "cwd": os.getcwd()},
                                    runtime_env=runtime_env,
                                    max_restarts=0)  # a failed actor fails the run, once
     quiet = logging.getLogger("ray.data")
