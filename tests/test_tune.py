@@ -15,7 +15,7 @@ from lobseq.cli import cli
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
 SPACE = "units: {choice: [4, 8]}\nlr: {loguniform: [0.001, 0.01]}\n"
-BASE = ["--model", "gru", "--epochs", "2", "--max-train-windows", "300", "--max-val-windows", "300",
+BASE = ["--model", "gru", "--epochs", "1", "--max-train-windows", "200", "--max-val-windows", "200",
         "--trials", "2", "--seed", "3"]
 
 
@@ -116,35 +116,33 @@ def test_with_folds_a_configuration_scores_its_mean_over_the_folds(lobster_datas
 
 
 @pytest.mark.ray
-def test_sigterm_cancels_the_trials_ends_every_run_killed_and_exits_130(lobster_dataset, tmp_path, ray_auth):
-    """`lobseq tune --engine ray` on a Ray instance of its own, stopped by SIGTERM once both trials
-    train: exit 130, the parent and trial runs KILLED, no Ray process and no Tune scratch left."""
+def test_sigterm_cancels_the_trials_ends_every_run_killed_and_exits_130(lobster_dataset, tmp_path, ray_local):
+    """`lobseq tune --engine ray`, joining the session's Ray instance from a subprocess, stopped by
+    SIGTERM once both trials train: exit 130, the parent and trial runs KILLED, the processes that
+    ran the trials gone, no Tune scratch left."""
     import os
-    import shutil
     import signal
     import subprocess
     import sys
     import time
     from pathlib import Path
 
-    from conftest import kill_ray_processes
+    import ray
     from mlflow import MlflowClient
 
     root = Path(__file__).resolve().parents[1]
-    ray_tmp = Path(f"/tmp/lst-{os.getpid()}")
     uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
     (tmp_path / "space.yaml").write_text(SPACE)
-    env = {**os.environ, "PYTHONPATH": str(root), "MLFLOW_TRACKING_URI": uri, "RAY_TMPDIR": str(ray_tmp),
-           "TMPDIR": str(tmp_path)}
-    env.pop("RAY_ADDRESS", None)
+    env = {**os.environ, "PYTHONPATH": str(root), "MLFLOW_TRACKING_URI": uri, "TMPDIR": str(tmp_path),
+           "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
     cmd = [sys.executable, "-c", "from lobseq.cli import main; main()", "tune", str(lobster_dataset.path),
            "--space", "space.yaml", "--model", "gru", "--trials", "2", "--epochs", "200", "--patience", "200",
-           "--engine", "ray", "--ray-num-cpus", "2"]
+           "--engine", "ray"]
     proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     client = MlflowClient(uri)
     try:
         deadline = time.monotonic() + 240
-        while len(_running_trials(client, tmp_path)) < 2:
+        while len(trials := _running_trials(client, tmp_path)) < 2:
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the trials never started"
             time.sleep(1)
@@ -153,13 +151,15 @@ def test_sigterm_cancels_the_trials_ends_every_run_killed_and_exits_130(lobster_
     finally:
         if proc.poll() is None:
             proc.kill()
-        left = kill_ray_processes(str(ray_tmp))
-        shutil.rmtree(ray_tmp, ignore_errors=True)
     assert proc.returncode == 130, stdout[-2000:] + stderr[-4000:]
     assert stderr.strip().splitlines()[-1] == "Interrupted."
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert len(runs) == 3 and {r.info.status for r in runs} == {"KILLED"}
-    assert not left, f"Ray processes left: {left}"
+    pids = [t.data.tags["lobseq.worker"].rsplit(":", 1)[1] for t in trials]
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in pids if Path(f"/proc/{pid}").exists()], "a trial's process is still running"
     assert not list(tmp_path.glob("lobseq-tune-*"))
 
 

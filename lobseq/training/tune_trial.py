@@ -16,6 +16,7 @@ store through the runtime_env (and `tracking_uri`, set here before any run).
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -49,7 +50,8 @@ def run_trial(job: TrialJob, report: Callable[[dict], None] | None = None) -> di
         os.environ["MLFLOW_TRACKING_URI"] = job.tracking_uri
     ds = load_dataset(job.dataset) if isinstance(job.dataset, (str, os.PathLike)) else job.dataset
     stopped = None
-    tags = {"trial": job.index, "model": job.cfg.model, STATUS_TAG: "completed"}
+    tags = {"trial": job.index, "model": job.cfg.model, STATUS_TAG: "completed",
+            "lobseq.worker": f"{socket.gethostname()}:{os.getpid()}"}  # the process that trained it
     with tracked_run(run_name(job.cfg.model, "tune", f"trial {job.index}"), "tune_trial",
                      parent=job.parent_run_id, dataset=ds, tags=tags) as run:
         mlflow.log_params({**run_params(ds, job.cfg), **{f"trial.{k}": str(v) for k, v in job.values.items()}})
