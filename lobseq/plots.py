@@ -151,3 +151,47 @@ def plot_learning_curves(history: dict, path: str | Path | None = None) -> Figur
         ax.set_xlabel("epoch")
         ax.legend(fontsize=8)
     return _done(fig, path)
+
+
+def plot_trials(values: dict[str, list], scores: list, metric: str, path: str | Path | None = None,
+                completed: list[bool] | None = None, best: int | None = None,
+                log_x: set[str] | frozenset[str] = frozenset()) -> Figure:
+    """A sweep: one scatter per hyperparameter, its value against the trial's score.
+
+    `values[name][i]` is trial i's value (numbers on their axis, anything else as a
+    category); `completed[i]` False draws a hollow marker (stopped early); `best` is
+    ringed; names in `log_x` get a log axis.
+    """
+    names = list(values)
+    if not names:
+        raise LobseqError("no hyperparameters to plot", field="values")
+    n = len(scores)
+    done = np.asarray(completed if completed is not None else [True] * n, dtype=bool)
+    y = np.asarray([np.nan if s is None else s for s in scores], dtype=np.float64)
+    fig, axes = _figure(3.2 * len(names), 3.0, ncols=len(names), sharey=True)
+    for ax, name in zip(axes[0], names, strict=True):
+        column = values[name]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in column)
+        if numeric:
+            x = np.asarray(column, dtype=np.float64)
+        else:
+            cats = list(dict.fromkeys(map(str, column)))
+            x = np.asarray([cats.index(str(v)) for v in column], dtype=np.float64)
+            ax.set_xticks(range(len(cats)), cats)
+        ax.scatter(x[done], y[done], color="tab:blue", label="completed")
+        if (~done).any():
+            ax.scatter(x[~done], y[~done], facecolors="none", edgecolors="tab:gray", label="stopped")
+        if best is not None:
+            ax.scatter([x[best]], [y[best]], s=160, facecolors="none", edgecolors="tab:red",
+                       linewidths=2, label="best")
+        if name in log_x and numeric:
+            from matplotlib.ticker import NullFormatter
+
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(name)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(metric)
+    axes[0][-1].legend(loc="best", fontsize="small")
+    fig.suptitle(f"{n} trials: {metric} by hyperparameter")
+    return _done(fig, path)

@@ -88,6 +88,7 @@ def _options(command: click.Command) -> dict[str, click.Option]:
     ("backtest", "lobseq.evaluation.config:BacktestConfig"),
     ("walkforward", "lobseq.evaluation.config:WalkForwardConfig"),
     ("predict", "lobseq.serving.config:PredictConfig"),
+    ("tune", "lobseq.training.tune:TuneConfig"),
 ])
 def test_every_command_option_default_is_its_configs(command, config_path):
     import importlib
@@ -135,11 +136,11 @@ _IMPORTED = ("import sys; from lobseq.cli import main\n"
              "sys.argv = ['lobseq'] + sys.argv[1:]\n"
              "try:\n    main()\nexcept SystemExit:\n    pass\n"
              "heavy = sorted({m.split('.')[0] for m in sys.modules} & "
-             "{'tensorflow', 'keras', 'mlflow', 'pandas'})\n"
+             "{'tensorflow', 'keras', 'mlflow', 'pandas', 'ray'})\n"
              "print('HEAVY', heavy, file=sys.stderr)\n")
 
 
-@pytest.mark.parametrize("args", [["models"], ["--help"], ["ingest", "--help"]])
+@pytest.mark.parametrize("args", [["models"], ["--help"], ["ingest", "--help"], ["tune", "--help"]])
 def test_listing_models_and_help_import_no_tensorflow_or_mlflow(args):
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", _IMPORTED, *args], capture_output=True, text=True,
@@ -148,3 +149,23 @@ def test_listing_models_and_help_import_no_tensorflow_or_mlflow(args):
     assert "HEAVY []" in out.stderr, out.stderr[-2000:]
     if args == ["models"]:
         assert "lstm" in out.stdout and "units = 64" in out.stdout and "preset dixon" in out.stdout
+
+
+@pytest.mark.parametrize("command", ["ingest", "walkforward", "predict", "tune", "train"])
+def test_engine_options_come_from_the_engine_config(command):
+    """--engine, --ray-address, --ray-num-cpus on every command that runs on an engine, with the
+    EngineConfig's defaults and choices, under their own names (no clash with e.g. ingest's name)."""
+    options = {o.opts[0]: o for o in cli.commands[command].params if isinstance(o, click.Option)}
+    assert options["--engine"].default == "local" and list(options["--engine"].type.choices) == ["local", "ray"]
+    assert options["--ray-address"].default is None and options["--ray-num-cpus"].default is None
+    assert options["--engine"].name == "engine_name"
+
+
+def test_ray_settings_without_the_ray_engine_are_one_line_exit_2(tmp_path):
+    (tmp_path / "raw").mkdir()
+    result = CliRunner().invoke(cli, ["ingest", str(tmp_path / "raw"), "--format", "lobster",
+                                      "--out", str(tmp_path / "d"), "--ray-num-cpus", "2"])
+    assert result.exit_code == 2
+    assert result.output.strip() == ("Error: field 'engine': a Ray address or num_cpus was given but "
+                                      "the engine is local. Fix: add --engine ray (or `engine: ray`), "
+                                      "or drop the Ray settings")

@@ -131,8 +131,8 @@ def test_a_workers_lobseq_error_is_dug_out_of_ray_trains_wrapper(ray_auth):
     from ray.exceptions import RayTaskError
     from ray.train import WorkerGroupError
 
+    from lobseq.engine.ray_engine import find_lobseq_error
     from lobseq.errors import LobseqError
-    from lobseq.training.distributed import _lobseq_error
 
     original = LobseqError("no windows", file="sim", fix="re-ingest")
     try:
@@ -140,8 +140,8 @@ def test_a_workers_lobseq_error_is_dug_out_of_ray_trains_wrapper(ray_auth):
     except LobseqError as e:
         task_error = RayTaskError("train_worker", "traceback", e)
     wrapped = WorkerGroupError("rank 1 failed", {1: task_error})
-    assert _lobseq_error(wrapped) is original
-    assert _lobseq_error(WorkerGroupError("crash", {0: RuntimeError("segfault")})) is None
+    assert find_lobseq_error(wrapped) is original
+    assert find_lobseq_error(WorkerGroupError("crash", {0: RuntimeError("segfault")})) is None
 
 
 def test_bad_settings_fail_before_ray_starts_or_a_run_exists(lobster_dataset, mlflow_store, ray_auth):

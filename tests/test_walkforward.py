@@ -183,3 +183,33 @@ def test_model_baselines_and_buy_and_hold_cover_the_same_periods(logged):
     n = logged["bt_model_n_periods"]
     assert n > 1 and all(logged[f"bt_{w}_n_periods"] == n
                          for w in ("buy_and_hold", "prior", "logistic", "gbt"))
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.timeout(300)
+def test_folds_on_ray_score_exactly_as_the_local_engine_and_nest_under_the_parent(ds, logged, ray_local):
+    """The same folds, settings and seeds as `logged`, as parallel Ray tasks: every score equal
+    (seeded, op-deterministic training: bit for bit on one machine), each fold's run nested under
+    the walk-forward's parent, logged by the worker into the driver's store."""
+    import mlflow
+
+    from lobseq.engine import EngineConfig
+    from lobseq.evaluation.walkforward import walk_forward
+    from lobseq.training.config import TrainConfig
+
+    lines = []
+    remote = walk_forward(ds, TrainConfig(model="gru", hyper={"units": 4}, epochs=1, max_train_windows=300),
+                          WalkForwardConfig(by="days", train_size=2, test_size=1, n_boot=50),
+                          log=lines.append, engine=EngineConfig(name="ray"))
+    assert "folds as Ray tasks" in lines[0]
+    assert {k: v for k, v in remote.items() if k != "run_id"} == {k: v for k, v in logged.items() if k != "run_id"}
+    parent = mlflow.get_run(remote["run_id"])
+    children = mlflow.search_runs([parent.info.experiment_id], output_format="list",
+                                  filter_string=f"tags.mlflow.parentRunId = '{remote['run_id']}'")
+    assert sorted(c.info.run_name for c in children) == ["gru · walkforward · fold 0", "gru · walkforward · fold 1"]
+    assert {c.info.status for c in children} == {"FINISHED"} and parent.info.status == "FINISHED"
+    for child in children:
+        fold = remote["folds"][int(child.data.tags["fold"])]
+        assert child.data.metrics["test_macro_f1"] == fold["test_macro_f1"]
+        assert child.data.tags["dataset_hash"] == ds.hash

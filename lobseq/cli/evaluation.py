@@ -8,7 +8,14 @@ from pathlib import Path
 import click
 
 from lobseq.cli import cli
-from lobseq.cli.options import build, config_options, param_option, parse_params
+from lobseq.cli.options import (
+    build,
+    config_options,
+    engine_config,
+    engine_options,
+    param_option,
+    parse_params,
+)
 from lobseq.config import pick
 from lobseq.evaluation.config import (
     WALKFORWARD_TRAIN_DEFAULTS,
@@ -50,13 +57,16 @@ def backtest(model, dataset, **settings):
 @config_options(TrainConfig, WalkForwardConfig, rename={"learning_rate": "lr"},
                 exclude={"hyper", "head"}, required={"model"}, defaults=WALKFORWARD_TRAIN_DEFAULTS)
 @param_option
+@engine_options
 def walkforward(dataset, params, **settings):
     """Retrain per fold over DATASET (rolling or expanding), score out of sample against the
     baselines and backtest the stitched predictions; one MLflow parent run, a child per fold.
 
-    Each fold trains a model: time is about folds x one `lobseq train` run of the same size."""
+    Each fold trains a model: time is about folds x one `lobseq train` run of the same size.
+    With --engine ray the folds train in parallel, one Ray task each, with the same scores."""
     from lobseq.evaluation.config import walkforward_train_config
     from lobseq.evaluation.walkforward import walk_forward
 
     train_cfg = walkforward_train_config(**pick(TrainConfig, settings), hyper=parse_params(params))
-    walk_forward(dataset, train_cfg, build(WalkForwardConfig, settings), log=click.echo)
+    walk_forward(dataset, train_cfg, build(WalkForwardConfig, settings), log=click.echo,
+                 engine=engine_config(settings))

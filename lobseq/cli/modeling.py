@@ -9,9 +9,17 @@ from pathlib import Path
 import click
 
 from lobseq.cli import cli
-from lobseq.cli.options import build, config_options, param_option, parse_params
+from lobseq.cli.options import (
+    build,
+    config_options,
+    engine_config,
+    engine_options,
+    param_option,
+    parse_params,
+)
 from lobseq.errors import LobseqError
 from lobseq.training.config import TrainConfig
+from lobseq.training.tune import TuneConfig
 
 _SHOWN_METRICS = ("accuracy", "macro_f1", "mcc", "cohen_kappa", "log_loss")
 
@@ -34,13 +42,11 @@ def metrics_table(metrics: dict, names=_SHOWN_METRICS) -> str:
 @click.option("--experiment", default=None, help="MLflow experiment [default: the dataset's name].")
 @click.option("--register", default=None, metavar="NAME",
               help="Register the logged model in the Model Registry under NAME.")
-@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local: this process; ray: data-parallel on Ray Train workers (lobseq[ray]).")
+@engine_options
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Ray Train workers, each training on its slice of every batch [default: 2].")
-@click.option("--ray-address", default=None, metavar="ADDR",
-              help="Join this Ray cluster [default: $RAY_ADDRESS, else start a local Ray instance].")
-def train(dataset, params, experiment, register, engine, workers, ray_address, **settings):
+              help="With --engine ray: Ray Train workers, each training on its slice of every batch "
+                   "[default: 2].")
+def train(dataset, params, experiment, register, workers, **settings):
     """Train a model on a stored DATASET and log the run to MLflow.
 
     Time grows with the training windows: --max-train-windows caps them for a quick run."""
@@ -51,12 +57,14 @@ def train(dataset, params, experiment, register, engine, workers, ray_address, *
     from lobseq.evaluation.verdict import majority_rate
     from lobseq.training.run import train_and_log
 
-    if engine == "ray":
+    engine = engine_config(settings)
+    if engine.name == "ray":
         from lobseq.training.distributed import train_distributed
 
-        run_id = train_distributed(dataset, cfg, workers=workers or 2, ray_address=ray_address,
-                                   experiment=experiment, register=register, log=click.echo)
-    elif ray_address or workers:
+        run_id = train_distributed(dataset, cfg, workers=workers or 2, ray_address=engine.address,
+                                   num_cpus=engine.num_cpus, experiment=experiment, register=register,
+                                   log=click.echo)
+    elif workers:
         raise LobseqError("--workers and --ray-address need --engine ray", field="engine",
                           fix="add --engine ray")
     else:  # progress on stderr: a bar with an ETA on a terminal, one line per epoch in a log
@@ -69,6 +77,31 @@ def train(dataset, params, experiment, register, engine, workers, ray_address, *
         name, rate = majority_rate(load_dataset(dataset), "test")
         click.echo(f"  test accuracy {run.data.metrics['test_accuracy']:.4f} vs majority rate "
                    f"{rate:.4f} (always '{name}', the training majority)")
+
+
+@cli.command()
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@config_options(TrainConfig, rename={"learning_rate": "lr"}, exclude={"hyper", "head"},
+                required={"model"})
+@param_option
+@config_options(TuneConfig)
+@click.option("--experiment", default=None, help="MLflow experiment [default: the dataset's name].")
+@click.option("--register", default=None, metavar="NAME",
+              help="Retrain the best configuration on train+validation (its best epoch count, no "
+                   "early stopping) and register it under NAME.")
+@engine_options
+def tune(dataset, params, experiment, register, **settings):
+    """Sweep hyperparameters of one model over a DATASET: --trials configurations drawn from
+    --space (seeded by --seed), each a nested MLflow run under one parent that records the best.
+
+    The other options are the base configuration the space's values override. --engine ray runs
+    the trials on Ray Tune (ASHA or FIFO); --engine local runs the same trials one by one."""
+    from lobseq.evaluation.sweep import sweep
+
+    cfg = build(TrainConfig, settings, hyper=parse_params(params))
+    out = sweep(dataset, cfg, build(TuneConfig, settings), engine=engine_config(settings),
+                experiment=experiment, register=register, log=click.echo)
+    click.echo(f"Run id: {out['run_id']}")
 
 
 @cli.group(invoke_without_command=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from lobseq.cli import cli
-from lobseq.cli.options import build, config_options
+from lobseq.cli.options import build, config_options, engine_config, engine_options
 from lobseq.serving.config import PredictConfig
 
 EXIT_FAILURE = 1
@@ -77,11 +77,16 @@ def demo(events, force, verbose):
 @click.argument("model_uri")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @config_options(PredictConfig)
+@engine_options
 def predict(model_uri, inputs, **settings):
-    """Predict every timestamp of raw files that has a full window (e.g. models:/NAME@champion)."""
+    """Predict every timestamp of raw files that has a full window (e.g. models:/NAME@champion).
+
+    With --engine ray the files are scored by a Ray Data actor pool (each actor loads the model
+    once); the table written equals the local engine's."""
     from lobseq.serving.config import predict_to_file
 
-    table, out = predict_to_file(model_uri, inputs, build(PredictConfig, settings))
+    table, out = predict_to_file(model_uri, inputs, build(PredictConfig, settings),
+                                 engine=engine_config(settings), log=click.echo)
     click.echo(f"Wrote {len(table):,} predictions for {table['instrument'].nunique()} instrument(s) "
                f"to {out}")
 

@@ -23,6 +23,7 @@ from typing import Any
 import click
 
 from lobseq.config import base_type, choices_of, default_of, fields_of
+from lobseq.engine.config import EngineConfig
 from lobseq.errors import LobseqError
 
 
@@ -99,36 +100,38 @@ def _param_type(info) -> tuple[Any, bool]:
     return None, False
 
 
-def _option(name: str, info, flag_name: str, default: Any, required: bool) -> Callable:
+def _option(name: str, info, flag_name: str, default: Any, required: bool, dest: str) -> Callable:
     ptype, is_flag = _param_type(info)
     flag = "--" + flag_name.replace("_", "-")
     help_text = info.description or ""
     if is_flag and default is None:  # a tri-state setting: on, off, or the config's default
         off = (info.json_schema_extra or {}).get("cli_off", f"--no-{flag[2:]}")
-        return click.option(f"{flag}/{off}", name, default=None, help=help_text)
+        return click.option(f"{flag}/{off}", dest, default=None, help=help_text)
     if is_flag:
-        decls = [flag if not default else f"{flag}/--no-{flag[2:]}", name]
+        decls = [flag if not default else f"{flag}/--no-{flag[2:]}", dest]
         return click.option(*decls, is_flag=True, default=bool(default),
                             show_default=bool(default), help=help_text)
     if ptype is None:
         raise TypeError(f"field {name!r} has no command-line form: exclude it or add an option")
     if required:
-        return click.option(flag, name, type=ptype, required=True, help=help_text)
+        return click.option(flag, dest, type=ptype, required=True, help=help_text)
     if isinstance(default, (tuple, list)):  # shown and parsed as the command line writes it
         default = ",".join(map(str, default))
-    return click.option(flag, name, type=ptype, default=default, show_default=default is not None,
+    return click.option(flag, dest, type=ptype, default=default, show_default=default is not None,
                         help=help_text)
 
 
 def config_options(*configs: type, rename: Mapping[str, str] | None = None,
                    exclude: set[str] | frozenset[str] = frozenset(),
                    required: set[str] | frozenset[str] = frozenset(),
-                   defaults: Mapping[str, Any] | None = None) -> Callable:
+                   defaults: Mapping[str, Any] | None = None, prefix: str = "") -> Callable:
     """Decorator: one click option per field of `configs` (a field shared by two appears once).
 
     `rename` maps a field to its flag (`learning_rate` → `lr`), `exclude` drops fields the
     command sets itself, `required` makes a field with a default required on the command
     line, `defaults` overrides a config's default for this command (walk-forward trains shorter).
+    `prefix` goes before each parameter's name (not its flag), so two configs of one command
+    may share field names: `build(cls, params, prefix=...)` reads them back.
     """
     rename, defaults = dict(rename or {}), dict(defaults or {})
     options, seen = [], set()
@@ -140,7 +143,7 @@ def config_options(*configs: type, rename: Mapping[str, str] | None = None,
             default = defaults.get(name, default_of(info))
             need = name in required or default is dataclasses.MISSING
             options.append(_option(name, info, rename.get(name) or info.alias or name,
-                                   None if need else default, need))
+                                   None if need else default, need, prefix + name))
 
     def decorate(f: Callable) -> Callable:
         for opt in reversed(options):  # click applies decorators bottom-up
@@ -150,10 +153,25 @@ def config_options(*configs: type, rename: Mapping[str, str] | None = None,
     return decorate
 
 
-def build(cls: type, params: Mapping[str, Any], **fixed: Any):
-    """The config `cls` from a command's parsed `params` (its fields only) and `fixed` values."""
+def build(cls: type, params: Mapping[str, Any], prefix: str = "", **fixed: Any):
+    """The config `cls` from a command's parsed `params` (its fields only, named `prefix` +
+    field) and `fixed` values."""
     names = fields_of(cls)
-    return cls(**{k: v for k, v in params.items() if k in names and k not in fixed}, **fixed)
+    own = {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+    return cls(**{k: v for k, v in own.items() if k in names and k not in fixed}, **fixed)
+
+
+ENGINE_PREFIX = "engine_"  # EngineConfig.name must not meet e.g. IngestConfig.name
+
+
+def engine_options(f: Callable) -> Callable:
+    """`--engine local|ray`, `--ray-address`, `--ray-num-cpus` (`EngineConfig`); see `engine_config`."""
+    return config_options(EngineConfig, prefix=ENGINE_PREFIX)(f)
+
+
+def engine_config(params: Mapping[str, Any]) -> EngineConfig:
+    """The `EngineConfig` a command's `engine_options` parsed."""
+    return build(EngineConfig, params, prefix=ENGINE_PREFIX)
 
 
 def param_option(f: Callable) -> Callable:

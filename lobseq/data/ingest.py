@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -158,6 +158,46 @@ def _concatenate(parts: list[np.ndarray]) -> np.ndarray:
 
 PARTS = ("features", "labels", "returns", "prices", "timestamps", "segment", "usable")
 
+# `mapper(fn, items)` runs fn on each item and yields the results in input order: the builtin
+# `map` (lazy, in this process) or an engine's `imap` (e.g. one Ray task per item).
+Mapper = Callable[[Callable, Iterable], Iterable]
+
+
+@dataclass
+class SegmentWork:
+    """One segment's work: where it comes from (the `Segment`, or a `ReadJob` that reads it)."""
+
+    index: int
+    source: object  # Segment | ReadJob
+    cfg: IngestConfig
+
+
+@dataclass
+class SegmentResult:
+    """What the driver needs back from one segment's work."""
+
+    index: int
+    arrays: dict
+    info: dict  # instrument, day, rows, labelled
+    files: tuple[str, ...]
+    kind: str
+    recorder: ServingRecorder  # segment 0's records the serving record; the others are merged in
+
+
+def segment_work(work: SegmentWork) -> SegmentResult:
+    """Read (when given a job), validate, featurize and label one segment: the unit one engine
+    task runs. Pure: the same work gives the same bytes in any process."""
+    from lobseq.data.serving_record import ServingRecorder
+
+    seg = work.source
+    if not hasattr(seg, "frame"):  # a ReadJob of a one-segment format
+        (seg,) = seg.read()
+    recorder = ServingRecorder(work.cfg.format, record=work.index == 0)
+    arrays = _segment_arrays(work.index, seg, work.cfg, recorder)
+    n, labelled = len(arrays["labels"]), int((arrays["labels"] >= 0).sum())
+    info = {"instrument": seg.instrument, "day": seg.day, "rows": n, "labelled": labelled}
+    return SegmentResult(work.index, arrays, info, seg.files, seg.kind, recorder)
+
 
 def _segment_arrays(i: int, seg, cfg: IngestConfig, recorder: ServingRecorder) -> dict:
     """One segment's features, labels, returns, prices, timestamps, segment ids and usable rows."""
@@ -174,11 +214,7 @@ def _segment_arrays(i: int, seg, cfg: IngestConfig, recorder: ServingRecorder) -
     if specs is None:
         levels = sum(1 for c in frame.columns if c.startswith("ask_price_")) or None
         specs = feats.default_features(seg.kind, levels, messages="event_type" in frame.columns)
-    first = recorder.names is None
-    x, seg_names = recorder.compute(seg, specs, feats)
-    if not first and seg_names != recorder.names:
-        raise LobseqError("features differ from the first file's (different level count?)",
-                          file=seg.files[0], fix="ingest files with the same number of levels together")
+    x, _names = recorder.compute(seg, specs, feats)
     recorder.observe(x)
     mid = feats.mid_price(frame)
     px = cfg.execution.prices(frame)  # what a trade decided at t is filled at
@@ -195,62 +231,73 @@ def _segment_arrays(i: int, seg, cfg: IngestConfig, recorder: ServingRecorder) -
     }
 
 
-def build_arrays(segments: Iterable, cfg: IngestConfig, log: Callable[[str], None] = print):
-    """Featurize and label each segment; concatenate.
+def build_arrays(segments: Iterable, cfg: IngestConfig, log: Callable[[str], None] = print,
+                 mapper: Mapper = map):
+    """Featurize and label each segment (`segment_work`, through `mapper`); concatenate in order.
 
     Returns (arrays, feature names, per-segment info, `ServingRecorder`), the
     recorder holding the resolved feature specs (`.specs`) and the serving record.
 
-    `segments` may be lazy (`lobseq.sources.lobster.iter_lobster`): each
-    segment's frame is dropped once used, so memory holds one raw day plus
-    the growing output.
+    `segments` are `Segment`s or `ReadJob`s of one segment each, and may be lazy
+    (`lobseq.sources.lobster.iter_lobster`): with the builtin `map` each segment's
+    frame is dropped once used, so memory holds one raw day plus the growing output.
     """
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in PARTS}
-    from lobseq.data.serving_record import ServingRecorder
+    return _gather(segments, cfg, log, mapper)[:4]
 
-    recorder = ServingRecorder(cfg.format)
-    seg_info = []
-    first_file = None
-    for i, seg in enumerate(segments):
-        first_file = first_file or seg.files[0]
-        arrays = _segment_arrays(i, seg, cfg, recorder)
-        for key, value in arrays.items():
-            parts[key].append(value)
-        n, labelled = len(arrays["labels"]), int((arrays["labels"] >= 0).sum())
-        seg_info.append({"instrument": seg.instrument, "day": seg.day, "rows": n,
-                         "labelled": labelled})
-        name = " ".join(filter(None, (seg.instrument, seg.day)))  # bars have no day
-        log(f"  {name}: {n:,} rows, {labelled:,} labelled")
-        del arrays
-        seg.frame = None  # the raw frame is the largest object: let it go as soon as used
-        del seg
+
+def _gather(segments: Iterable, cfg: IngestConfig, log: Callable[[str], None], mapper: Mapper):
+    """`build_arrays`, plus each segment's source files and the first segment's kind."""
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in PARTS}
+    recorder, kind, seg_info, files = None, None, [], []
+    results = mapper(segment_work, (SegmentWork(i, seg, cfg) for i, seg in enumerate(segments)))
+    try:
+        for res in results:
+            if recorder is None:
+                recorder, kind = res.recorder, res.kind
+            elif res.recorder.names != recorder.names:
+                raise LobseqError("features differ from the first file's (different level count?)",
+                                  file=res.files[0],
+                                  fix="ingest files with the same number of levels together")
+            else:
+                recorder.merge(res.recorder)
+            for key, value in res.arrays.items():
+                parts[key].append(value)
+            seg_info.append(res.info)
+            files.append(res.files)
+            name = " ".join(filter(None, (res.info["instrument"], res.info["day"])))  # bars: no day
+            log(f"  {name}: {res.info['rows']:,} rows, {res.info['labelled']:,} labelled")
+            del res
+    finally:  # an engine's iterator cancels its outstanding tasks when closed early
+        getattr(results, "close", lambda: None)()
     arrays = {k: _concatenate(v) for k, v in parts.items()}
     if not (arrays["labels"] >= 0).any():
         raise LobseqError(
             f"horizon {cfg.horizon} leaves no labelled rows",
-            file=first_file, fix="use a shorter --horizon or longer files")
-    return arrays, recorder.names, seg_info, recorder
+            file=files[0][0], fix="use a shorter --horizon or longer files")
+    return arrays, recorder.names, seg_info, recorder, files, kind
 
 
-def _open_sources(sources: Sequence[str | Path], cfg: IngestConfig):
-    """(segments, kind, source file tuples); LOBSTER days are parsed lazily, one at a time."""
-    from lobseq.data.sources import read_bars, read_sources
-    from lobseq.data.sources.lobster import SegmentStream, iter_lobster
+def _open_sources(sources: Sequence[str | Path], cfg: IngestConfig, mapper: Mapper = map):
+    """(segments or read jobs, their count): LOBSTER days and FI-2010 files are read inside
+    `segment_work` (one job each); bar files are read first (`mapper`, one job per file), since a
+    file holds many symbols and the symbols are sorted across files."""
+    from lobseq.data.sources.bars import merge_symbols
+    from lobseq.data.sources.jobs import ONE_SEGMENT_FORMATS, plan_reads, read_job
 
     paths = [str(s) for s in sources]
-    if cfg.format == "bars":
-        segments = read_bars(paths, symbol_column=cfg.symbol_column)
-    elif str(cfg.format).lower() == "lobster":
-        segments = iter_lobster(paths)  # names checked now, one day parsed at a time
+    jobs = plan_reads(paths, cfg.format, symbol_column=cfg.symbol_column)
+    if str(cfg.format).lower() in ONE_SEGMENT_FORMATS:
+        segments = jobs
     else:
-        segments = read_sources(paths, cfg.format)
+        per_file = mapper(read_job, jobs)
+        try:
+            segments = merge_symbols(per_file)
+        finally:
+            getattr(per_file, "close", lambda: None)()
     if not len(segments):
         raise LobseqError("no input files found", file=", ".join(map(str, sources)),
                           fix="pass the files or a folder that holds them")
-    # What the manifest needs from the segments, kept apart from their frames.
-    if isinstance(segments, SegmentStream):
-        return segments, "book", segments.files
-    return segments, segments[0].kind, [seg.files for seg in segments]
+    return segments
 
 
 def _split(arrays: dict, cfg: IngestConfig) -> tuple[np.ndarray, dict, tuple[int, int]]:
@@ -278,17 +325,24 @@ def _class_balance(labels: np.ndarray, ends: dict, n_classes: int) -> dict:
 
 
 def ingest(sources: Sequence[str | Path], out: str | Path, cfg: IngestConfig,
-           log: Callable[[str], None] = print) -> Dataset:
-    """Read `sources`, build the dataset and write it atomically to `out`."""
+           log: Callable[[str], None] = print, mapper: Mapper = map) -> Dataset:
+    """Read `sources`, build the dataset and write it atomically to `out`.
+
+    `mapper` runs the per-segment work (read, validate, features, labels) and
+    yields the results in segment order: the builtin `map` runs it here, one
+    segment after another; an engine's `imap` runs one task per segment
+    (`lobseq.engine`). The driver then splits, fits the scaler and writes, so
+    every mapper gives the same bytes. Nothing is written when any segment fails.
+    """
     from lobseq.data.scaler import StandardScaler
     from lobseq.data.serving_record import KEY as SERVING_KEY
     from lobseq.data.store import load_dataset, write_dataset
 
     cfg.validate()
-    segments, kind, files = _open_sources(sources, cfg)
+    segments = _open_sources(sources, cfg, mapper)
     log(f"Reading {len(segments)} segment(s) from {len(sources)} source(s)")
     start = time.perf_counter()
-    arrays, names, seg_info, recorder = build_arrays(segments, cfg, log)
+    arrays, names, seg_info, recorder, files, kind = _gather(segments, cfg, log, mapper)
     del segments
     log(f"Features and labels for {len(arrays['labels']):,} rows in {time.perf_counter() - start:.1f} s;"
         " splitting, scaling and writing")

@@ -66,8 +66,9 @@ class _ReadColumns:
 class ServingRecorder:
     """Collects the serving record while ingest featurizes segment after segment."""
 
-    def __init__(self, fmt: str) -> None:
+    def __init__(self, fmt: str, record: bool = True) -> None:
         self.format = str(fmt).lower()
+        self.record_first = record  # False: only names, instruments and first finite rows (`merge`)
         self.kind: str | None = None
         self.levels: int | None = None
         self.specs: list[dict] = []
@@ -82,8 +83,10 @@ class ServingRecorder:
         """`feats.compute_features` on `seg.frame`; the first segment's column reads are noted."""
         frame = seg.frame
         self.instruments.add(seg.instrument)
-        if self.names is not None:
-            return feats.compute_features(frame, specs, seg.kind)
+        if self.names is not None or not self.record_first:
+            x, names = feats.compute_features(frame, specs, seg.kind)
+            self.names = self.names or names
+            return x, names
         probe = _ReadColumns(frame)
         x, names = feats.compute_features(probe, specs, seg.kind)
         self.kind, self.names = seg.kind, names
@@ -132,6 +135,14 @@ class ServingRecorder:
         first = _first_finite(x)
         self._first_finite = first if self._first_finite is None else np.minimum(
             self._first_finite, first)
+
+    def merge(self, other: ServingRecorder) -> None:
+        """Add what a recorder of later segments saw (in another process): their instruments and
+        first finite rows. Their feature names must equal these (the caller checks)."""
+        self.instruments |= other.instruments
+        if other._first_finite is not None:
+            self._first_finite = other._first_finite if self._first_finite is None else \
+                np.minimum(self._first_finite, other._first_finite)
 
     def record(self) -> dict:
         """The manifest's serving record (see the module docstring)."""

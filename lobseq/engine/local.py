@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 
@@ -15,6 +15,15 @@ class LocalEngine:
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any], *, cpus: float = 1.0,
             label: str | None = None, retries: int = 3) -> list:
         return [fn(item) for item in items]
+
+    def mapper(self, *, cpus: float = 1.0, label: str | None = None, retries: int = 3) -> Callable:
+        """The builtin `map`: lazy, in this process (the settings are the Ray engine's)."""
+        return map
+
+    def imap(self, fn: Callable[[Any], Any], items: Iterable[Any], *, cpus: float = 1.0,
+             label: str | None = None, retries: int = 3) -> Iterator:
+        """fn(item) for each item, lazily: one item's work at a time, as a plain loop."""
+        return (fn(item) for item in items)
 
     def node_cpus(self) -> list[float]:
         return [float(os.cpu_count() or 1)]

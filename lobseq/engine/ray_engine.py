@@ -13,10 +13,14 @@ prints the token. Without them Ray reports a connection failure after ~20 s.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,12 +117,13 @@ class RayEngine:
         self._saved_auth_mode = os.environ.get("RAY_AUTH_MODE")
         self.owned = True
         try:
-            if self.address:
-                self._connect(ray, self.runtime_env(ship))
-            else:
-                ray.init(address="local", num_cpus=self.config.num_cpus, include_dashboard=False,
-                         runtime_env=self.runtime_env(ship), log_to_driver=self.log_to_driver,
-                         logging_level=logging.WARNING, _temp_dir=self.temp_dir)
+            with _keeping_sigterm_handler():
+                if self.address:
+                    self._connect(ray, self.runtime_env(ship))
+                else:
+                    ray.init(address="local", num_cpus=self.config.num_cpus, include_dashboard=False,
+                             runtime_env=self.runtime_env(ship), log_to_driver=self.log_to_driver,
+                             logging_level=logging.WARNING, _temp_dir=self.temp_dir)
         except BaseException:
             self.close()
             raise
@@ -170,18 +175,55 @@ class RayEngine:
         tasks are cancelled. Ctrl-C cancels every outstanding task. `retries`:
         reruns of a task whose process died (0 for work that must not run twice).
         """
+        return list(self.imap(fn, items, cpus=cpus, label=label, retries=retries))
+
+    def mapper(self, *, cpus: float = 1.0, label: str | None = None, retries: int = 3) -> Callable:
+        """`imap` with these settings, as a plain `mapper(fn, items)` a library function takes."""
+        return functools.partial(self.imap, cpus=cpus, label=label, retries=retries)
+
+    def imap(self, fn: Callable[[Any], Any], items: Iterable[Any], *, cpus: float = 1.0,
+             label: str | None = None, retries: int = 3) -> Iterator:
+        """`map`, yielding each result as soon as it and every earlier one are done.
+
+        Every task is submitted at once; the caller consumes results in input order
+        (and may stop early: closing the iterator cancels what is still running).
+        """
         ray = self._ray
         items = list(items)
         if not items:
-            return []
+            return iter(())
         remote = ray.remote(_apply).options(num_cpus=cpus, name=label or getattr(fn, "__name__", "task"),
                                             runtime_env=self._task_env, max_retries=retries)
         fn_ref = ray.put(fn)  # any callable (partials, methods, builtins), shipped once
-        return gather_in_order(ray, [remote.remote(fn_ref, item) for item in items])
+        cwd = os.getcwd()
+        return iter_in_order(ray, [remote.remote(fn_ref, item, cwd) for item in items])
 
 
-def _apply(fn: Callable[[Any], Any], item: Any) -> Any:
+@contextlib.contextmanager
+def _keeping_sigterm_handler() -> Iterator[None]:
+    """Put the driver's Python SIGTERM handler back after `ray.init`: Ray's core worker installs
+    its own (it logs and aborts), so a scheduler's SIGTERM would skip the cancelling and the
+    KILLED runs that Ctrl-C gets (`lobseq.cli.main` and `sigterm_as_interrupt` install one)."""
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if callable(handler):
+            signal.signal(signal.SIGTERM, handler)
+
+
+def _apply(fn: Callable[[Any], Any], item: Any, cwd: str | None = None) -> Any:
+    in_driver_dir(cwd)
     return fn(item)
+
+
+def in_driver_dir(cwd: str | None) -> None:
+    """Work in the driver's directory where this node has it (one machine, or a shared disk at
+    the same path), so relative paths mean what they mean to the driver and errors name files
+    as the local engine names them; elsewhere paths must be absolute."""
+    if cwd and os.path.isdir(cwd) and os.getcwd() != cwd:
+        os.chdir(cwd)
 
 
 def unwrap_error(error: BaseException) -> BaseException:
@@ -191,6 +233,21 @@ def unwrap_error(error: BaseException) -> BaseException:
         return cause
     as_cause = getattr(error, "as_instanceof_cause", None)
     return as_cause() if as_cause else error
+
+
+def find_lobseq_error(error: BaseException | None, depth: int = 8) -> LobseqError | None:
+    """The LobseqError a worker raised, dug out of the wrappers Ray Train, Tune and Data put
+    around it (causes, contexts, worker failures), if there is one."""
+    if isinstance(error, LobseqError):
+        return error
+    if error is None or depth == 0:
+        return None
+    inner = [*getattr(error, "worker_failures", {}).values(), getattr(error, "cause", None),
+             getattr(error, "controller_failure", None), error.__cause__, error.__context__]
+    for candidate in inner:
+        if isinstance(candidate, BaseException) and (found := find_lobseq_error(candidate, depth - 1)):
+            return found
+    return None
 
 
 def cancel(ray, refs: list, wait_s: float = 10.0) -> None:
@@ -212,32 +269,42 @@ def cancel(ray, refs: list, wait_s: float = 10.0) -> None:
 
 def gather_in_order(ray, refs: list) -> list:
     """Results of `refs` in order; raises the first failure in input order (see RayEngine.map)."""
+    return list(iter_in_order(ray, refs))
+
+
+def iter_in_order(ray, refs: list) -> Iterator:
+    """Results of `refs` in input order, each yielded once it and all before it are done.
+
+    A failure is raised when its turn comes (the earlier results yielded first);
+    tasks after it are cancelled as soon as it is seen. Ctrl-C, an error, or the
+    consumer closing the iterator cancels every task still running.
+    """
     from ray.exceptions import RayError
 
     index = {ref: i for i, ref in enumerate(refs)}
-    results: list = [None] * len(refs)
+    ready: dict[int, Any] = {}
     pending = list(refs)
     bad: tuple[int, BaseException] | None = None
     try:
-        while pending:
-            done, _ = ray.wait(pending, num_returns=1, timeout=POLL_S)
-            if done:  # take everything that is ready now
-                done, _ = ray.wait(pending, num_returns=len(pending), timeout=0)
-            for ref in done:
-                try:
-                    results[index[ref]] = ray.get(ref)
-                except RayError as e:
-                    if bad is None or index[ref] < bad[0]:
-                        bad = (index[ref], e)
-            finished = set(done)
-            pending = [r for r in pending if r not in finished]
-            if bad:  # a local loop never reaches the items after the first failure
-                later = [r for r in pending if index[r] > bad[0]]
-                cancel(ray, later)
-                pending = [r for r in pending if index[r] < bad[0]]
-    except BaseException:
+        for turn in range(len(refs)):
+            while turn not in ready:
+                if bad is not None and bad[0] == turn:
+                    raise unwrap_error(bad[1])
+                done, _ = ray.wait(pending, num_returns=1, timeout=POLL_S)
+                if done:  # take everything that is ready now
+                    done, _ = ray.wait(pending, num_returns=len(pending), timeout=0)
+                for ref in done:
+                    try:
+                        ready[index[ref]] = ray.get(ref)
+                    except RayError as e:
+                        if bad is None or index[ref] < bad[0]:
+                            bad = (index[ref], e)
+                finished = set(done)
+                pending = [r for r in pending if r not in finished]
+                if bad:  # a local loop never reaches the items after the first failure
+                    later = [r for r in pending if index[r] > bad[0]]
+                    cancel(ray, later)
+                    pending = [r for r in pending if index[r] < bad[0]]
+            yield ready.pop(turn)
+    finally:  # Ctrl-C, a failure, or a consumer that stopped early
         cancel(ray, pending)
-        raise
-    if bad:
-        raise unwrap_error(bad[1])
-    return results

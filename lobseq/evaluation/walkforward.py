@@ -48,37 +48,35 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from lobseq.errors import LobseqError
-from lobseq.evaluation.folds import Fold, WalkForwardConfig, fold_view, make_folds
-
-
-def _fold_scores(y, proba, base, n_classes) -> dict:
-    from lobseq.metrics import classification_metrics
-
-    out = {f"test_{k}": v for k, v in classification_metrics(y, proba, n_classes).items()}
-    for name, p in base.items():
-        out[f"baseline_{name}_macro_f1"] = classification_metrics(y, p, n_classes)["macro_f1"]
-    return out
+from lobseq.evaluation.fold_work import FoldJob, FoldOutcome, run_fold
+from lobseq.evaluation.folds import WalkForwardConfig, make_folds
+from lobseq.tracking.runs import ending_child_runs
 
 
 def walk_forward(dataset_path, train_cfg, cfg: WalkForwardConfig | None = None, *,
                  log_to_mlflow: bool = True, log: Callable[[str], None] | None = print,
-                 verbose: int = 0) -> dict:
+                 verbose: int = 0, engine=None) -> dict:
     """Retrain `train_cfg` per fold and score out of sample; see the module docstring.
 
     Returns a flat dict: OOS scores over the concatenated test predictions as in
     `lobseq.evaluate.score_against_baselines` (prefixed `oos_`), `fold_macro_f1_mean/_sd`
     (and per baseline), `bt_<who>_<metric>` of the stitched backtest, `n_folds`,
     `by`, `run_id` (parent run, '' when not logged) and `folds` (a list of per-fold dicts).
+
+    `engine` (an `EngineConfig` or its name; default local) says where the folds
+    run: one after another in this process, or as parallel Ray tasks (fractional
+    CPUs, `lobseq.engine.cpu_share`) whose results are gathered in fold order, so
+    both engines return the same scores (training is seeded and op-deterministic).
     """
+    from lobseq.engine import open_engine
     from lobseq.evaluation.backtest.model import conventions
-    from lobseq.evaluation.baselines import BASELINE_NAMES, baseline_probas, fit_baselines
     from lobseq.evaluation.evaluate import _as_dataset
-    from lobseq.training.fit import fit
 
     cfg = cfg or WalkForwardConfig()
     ds = _as_dataset(dataset_path)
@@ -89,39 +87,18 @@ def walk_forward(dataset_path, train_cfg, cfg: WalkForwardConfig | None = None, 
         raise LobseqError("walk-forward scores classification models", field="head")
     folds, by = make_folds(ds, cfg)
     say = log or (lambda _m: None)
-    say(f"Walk-forward on {ds.name}: {len(folds)} fold(s) by {by}, {cfg.mode}")
-
-    with _parent_run(ds, train_cfg, cfg, by, len(folds)) if log_to_mlflow else nullcontext() as parent:
-        fold_rows, oos = [], {"ends": [], "fold": [], "proba": [], **{b: [] for b in BASELINE_NAMES}}
-        for fold in folds:
-            view = fold_view(ds, fold)
-            fold_run = _start_fold(ds, fold, train_cfg) if log_to_mlflow else None  # closed by _log_fold
-            result = fit(view, train_cfg, callbacks=_epoch_callbacks(fold_run), verbose=verbose)
-            te = fold.ends["test"]
-            proba = np.asarray(result.test_pred, dtype=np.float64)
-            base = baseline_probas(fit_baselines(ds, fold.ends["train"], fold.ends["val"],
-                                                 class_weight=train_cfg.class_weight,
-                                                 max_train=cfg.max_baseline_train,
-                                                 seed=cfg.seed), ds, te)
-            y = np.asarray(ds.labels[te], dtype=np.int64)
-            scores = _fold_scores(y, proba, base, ds.n_classes)
-            info = {**fold.describe(ds), "best_epoch": result.best_epoch + 1,
-                    "epochs_run": len(result.history.get("loss", [])), **scores}
-            fold_rows.append(info)
-            oos["ends"].append(te)
-            oos["fold"].append(np.full(len(te), fold.index))
-            oos["proba"].append(proba)
-            for b in BASELINE_NAMES:
-                oos[b].append(base[b])
-            say(f"  fold {fold.index}: train rows {fold.train_rows[0]}..{fold.train_rows[1] - 1}, "
-                f"test rows {fold.test_rows[0]}..{fold.test_rows[1] - 1}: macro-F1 "
-                f"{scores['test_macro_f1']:.4f} (logistic {scores['baseline_logistic_macro_f1']:.4f})")
-            if fold_run is not None:
-                _log_fold(fold_run, fold, ds, info)
-
-        ends = np.concatenate(oos["ends"])
-        proba = np.concatenate(oos["proba"])
-        base = {b: np.concatenate(oos[b]) for b in BASELINE_NAMES}
+    with open_engine(engine or "local", env_vars=_tracking_env()) as eng, \
+            (_parent_run(ds, train_cfg, cfg, by, len(folds)) if log_to_mlflow else nullcontext()) as parent:
+        say(f"Walk-forward on {ds.name}: {len(folds)} fold(s) by {by}, {cfg.mode}" + _where(eng, folds))
+        parent_id = parent.info.run_id if parent is not None else None
+        jobs = [FoldJob(ds if eng.name == "local" else str(Path(ds.path).resolve()), fold, train_cfg, cfg,
+                        parent_id, ds.hash, verbose) for fold in folds]
+        with ending_child_runs(parent_id) if parent_id else nullcontext():
+            outcomes = _gather_folds(eng, jobs, say)
+        fold_rows = [o.info for o in outcomes]
+        ends = np.concatenate([o.ends for o in outcomes])
+        proba = np.concatenate([o.proba for o in outcomes])
+        base = {b: np.concatenate([o.base[b] for o in outcomes]) for b in outcomes[0].base}
         out, br, results, table, bt_table, v = _oos_summary(
             ds, folds, fold_rows, ends, proba, base, conv, train_cfg, cfg, by)
         y = np.asarray(ds.labels[ends], dtype=np.int64)
@@ -136,6 +113,44 @@ def walk_forward(dataset_path, train_cfg, cfg: WalkForwardConfig | None = None, 
     if parent is not None:
         say(f"MLflow run {out['run_id']}")
     return out
+
+
+def _tracking_env() -> dict[str, str]:
+    """The driver's store, for Ray workers (made absolute by the engine)."""
+    from lobseq.tracking import tracking_uri
+
+    return {"MLFLOW_TRACKING_URI": tracking_uri()}
+
+
+def _where(engine, folds) -> str:
+    if engine.name == "local":
+        return ""
+    return f"; folds as Ray tasks of {_fold_cpus(engine, folds):g} CPU"
+
+
+def _fold_cpus(engine, folds) -> float:
+    """CPUs per fold task: as many folds at once as the cluster has CPUs, with headroom."""
+    from lobseq.engine import cpu_share
+
+    nodes = engine.node_cpus()
+    return cpu_share(nodes, max(1, min(len(folds), int(sum(nodes)))))
+
+
+def _gather_folds(engine, jobs: list[FoldJob], say) -> list[FoldOutcome]:
+    """Run the folds on `engine` (never retried: a fold logs a run); fold order, one line each."""
+    cpus = _fold_cpus(engine, [j.fold for j in jobs]) if engine.name != "local" else 1.0
+    outcomes = []
+    results = engine.imap(run_fold, jobs, cpus=cpus, label="lobseq-fold", retries=0)
+    try:
+        for o in results:
+            f, s = o.info, o.info
+            say(f"  fold {o.index}: train rows {f['train_rows'][0]}..{f['train_rows'][1] - 1}, "
+                f"test rows {f['test_rows'][0]}..{f['test_rows'][1] - 1}: macro-F1 "
+                f"{s['test_macro_f1']:.4f} (logistic {s['baseline_logistic_macro_f1']:.4f})")
+            outcomes.append(o)
+    finally:
+        getattr(results, "close", lambda: None)()
+    return outcomes
 
 
 def _oos_summary(ds, folds, fold_rows, ends, proba, base, conv, train_cfg, cfg, by):
@@ -195,39 +210,6 @@ def _parent_run(ds, train_cfg, cfg: WalkForwardConfig, by: str, n_folds: int):
                      dataset=ds, tags={"model": train_cfg.model}) as run:
         mlflow.log_params(params)
         yield run
-
-
-def _start_fold(ds, fold: Fold, train_cfg):
-    """Enter the fold's nested run; `_log_fold` ends it (the parent ends it on an error)."""
-    import mlflow
-
-    from lobseq.tracking import run_name, tracked_run
-
-    ctx = tracked_run(run_name(train_cfg.model, "walkforward", f"fold {fold.index}"),
-                      "walkforward_fold", dataset=ds, tags={"fold": fold.index, "model": train_cfg.model})
-    ctx.__enter__()
-    mlflow.log_params({k: str(v) for k, v in fold.describe(ds).items()})
-    return ctx
-
-
-def _epoch_callbacks(fold_run) -> list:
-    if fold_run is None:
-        return []
-    from lobseq.training.callbacks import EpochMetrics
-
-    return [EpochMetrics()]
-
-
-def _log_fold(fold_run, fold: Fold, ds, info: dict) -> None:
-    """The fold's scores (`test_*`, `test_baseline_<name>_macro_f1`, `best_epoch`), then end its run."""
-    import mlflow
-
-    from lobseq.tracking import numeric
-
-    metrics = {(f"test_{k}" if k.startswith("baseline_") else k): v for k, v in info.items()
-               if k.startswith(("test_", "baseline_")) or k in ("best_epoch", "epochs_run")}
-    mlflow.log_metrics(numeric(metrics))
-    fold_run.__exit__(None, None, None)
 
 
 def _parent_metrics(out: dict) -> dict[str, float]:

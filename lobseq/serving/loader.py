@@ -82,6 +82,37 @@ def _fail(model: str, e: Exception) -> LobseqError:
                        fix=f"check it with `lobseq models list` or the MLflow UI; pass {URI_FORMS}")
 
 
+def resolve_model_uri(model: str) -> tuple[str, str | None, str | None]:
+    """(URI to fetch, registered name, version) without loading anything: an alias resolved to
+    the version it points at now, so that many loaders load the same model."""
+    from mlflow.exceptions import MlflowException
+
+    from lobseq.tracking import configure
+
+    uri = normalize_model_uri(model)
+    configure()
+    try:
+        return _registered(uri)
+    except MlflowException as e:
+        raise _fail(model, e) from None
+
+
+def model_identity(model: str) -> tuple[str | None, str | None, str | None]:
+    """(registered name, version, run id) of a model URI, as `load_model` would report them,
+    without fetching its files (the run id only when there is no registered name)."""
+    import mlflow
+
+    fetch, name, version = resolve_model_uri(model)
+    if name:
+        return name, version, None
+    if fetch.startswith("runs:/"):
+        return None, None, fetch[len("runs:/"):].split("/", 1)[0]
+    try:
+        return None, None, mlflow.get_logged_model(fetch[len("models:/"):]).source_run_id
+    except Exception as e:  # noqa: BLE001 - MLflow raises several types for an unknown id
+        raise _fail(model, e) from None
+
+
 def load_model(model: str) -> LoadedModel:
     """Fetch a logged lobseq model's plain files and load them into a `Forecaster`, once."""
     import mlflow

@@ -56,22 +56,29 @@ def predict_files(model: LoadedModel | str, inputs: Sequence[str | Path], format
     if not segments:
         raise LobseqError("no input files found", file=", ".join(map(str, inputs)),
                           fix="pass the files or a folder that holds them")
-    parts = []
+    table = pd.concat([score_segment(model, seg, format) for seg in segments], ignore_index=True)
+    write_table(table, out)
+    return table
+
+
+def score_segment(model: LoadedModel, seg, format: str) -> pd.DataFrame:
+    """One instrument-day's predictions, after checking the model can read it."""
     fc = model.forecaster
-    for seg in segments:
-        if len(seg.frame) < fc.min_rows:
-            raise LobseqError(f"{len(seg.frame)} rows is fewer than the {fc.min_rows} the model "
-                              f"needs for one prediction", file=seg.files[0])
-        missing = [c for c in fc.input_columns if c not in seg.frame.columns]
-        if missing:
-            raise LobseqError(f"the model needs columns this {format} file lacks: {', '.join(missing)}",
-                              file=seg.files[0], fix="use the format the model was trained on")
-        parts.append(predict_frame(model, seg.frame, seg.instrument))
-    table = pd.concat(parts, ignore_index=True)
+    if len(seg.frame) < fc.min_rows:
+        raise LobseqError(f"{len(seg.frame)} rows is fewer than the {fc.min_rows} the model "
+                          f"needs for one prediction", file=seg.files[0])
+    missing = [c for c in fc.input_columns if c not in seg.frame.columns]
+    if missing:
+        raise LobseqError(f"the model needs columns this {format} file lacks: {', '.join(missing)}",
+                          file=seg.files[0], fix="use the format the model was trained on")
+    return predict_frame(model, seg.frame, seg.instrument)
+
+
+def write_table(table: pd.DataFrame, out: str | Path) -> None:
+    """`table` to `out` atomically: CSV when it ends in .csv, else Parquet."""
     out = Path(out)
     with atomic_file(out, "wb") as f:
         if out.suffix.lower() == ".csv":
             f.write(table.to_csv(index=False).encode())
         else:
             table.to_parquet(f, index=False)
-    return table

@@ -127,6 +127,39 @@ def _end(run_id: str, status: str) -> None:
             client.set_terminated(run_id, status)
 
 
+PARENT_TAG = "mlflow.parentRunId"
+
+
+@contextmanager
+def ending_child_runs(parent_run_id: str) -> Iterator[None]:
+    """Runs other processes opened under `parent_run_id` (Ray workers, folds, trials) and left
+    RUNNING when the block stops end KILLED (Ctrl-C, SIGTERM) or FAILED, then the error goes on.
+
+    A worker killed with its task never ends its own run; the driver does it for it.
+    """
+    try:
+        yield
+    except BaseException as e:
+        end_running_children(parent_run_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        raise
+
+
+def end_running_children(parent_run_id: str, status: str, **tags: str) -> list[str]:
+    """End the still-RUNNING child runs of `parent_run_id` with `status` (and `tags`); their ids."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    exp = client.get_run(parent_run_id).info.experiment_id
+    ended = []
+    for child in client.search_runs([exp], f"tags.`{PARENT_TAG}` = '{parent_run_id}' "
+                                           "and attributes.status = 'RUNNING'"):
+        for key, value in tags.items():
+            client.set_tag(child.info.run_id, key, value)
+        client.set_terminated(child.info.run_id, status)
+        ended.append(child.info.run_id)
+    return ended
+
+
 def set_description(text: str, run_id: str | None = None) -> None:
     """The run's description (markdown, shown at the top of its page in the UI)."""
     import mlflow

@@ -23,7 +23,6 @@ disk): a cluster needs a tracking server.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
 import os
@@ -38,8 +37,7 @@ import numpy as np
 
 from lobseq.errors import LobseqError
 from lobseq.tracking import configure, run_name, tracked_run
-
-PARENT_TAG = "mlflow.parentRunId"
+from lobseq.tracking.runs import PARENT_TAG, ending_child_runs
 
 
 def weights_digest(weights: list[np.ndarray]) -> str:
@@ -87,7 +85,7 @@ def train_distributed(dataset_path: str | Path, cfg, workers: int = 2, ray_addre
         tags = {"model": cfg.model, "head": cfg.head, "lobseq.engine": "ray",
                 "lobseq.workers": workers}
         with tracked_run(run_name(cfg.model, "train"), "train", experiment=experiment or dataset.name,
-                         dataset=dataset, tags=tags) as run, _ending_worker_runs(run.info.run_id):
+                         dataset=dataset, tags=tags) as run, ending_child_runs(run.info.run_id):
             run_id = run.info.run_id
             where = mlflow.get_experiment(run.info.experiment_id).name
             log(f"MLflow run {run_id} ({run.info.run_name}) in experiment {where}: "
@@ -134,23 +132,6 @@ def _log_inputs(params: dict, dataset) -> None:
     mlflow.log_artifact(str(Path(dataset.path) / "manifest.json"), "dataset")
 
 
-@contextlib.contextmanager
-def _ending_worker_runs(parent_run_id: str):
-    """Worker runs still RUNNING when the driver stops end KILLED (Ctrl-C) or FAILED."""
-    try:
-        yield
-    except BaseException as e:
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient()
-        status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
-        exp = client.get_run(parent_run_id).info.experiment_id
-        for child in client.search_runs([exp], f"tags.`{PARENT_TAG}` = '{parent_run_id}' "
-                                               "and attributes.status = 'RUNNING'"):
-            client.set_terminated(child.info.run_id, status)
-        raise
-
-
 # ------------------------------------------------------------------ the Ray task that runs Ray Train
 
 
@@ -171,24 +152,12 @@ def run_trainer(job: dict) -> None:
                                  worker_runtime_env=job["runtime_env"]))
         trainer.fit()
     except TrainingFailedError as e:
-        raise _lobseq_error(e) or e from None
+        from lobseq.engine.ray_engine import find_lobseq_error
+
+        raise find_lobseq_error(e) or e from None
     finally:
         if made_here:
             shutil.rmtree(storage, ignore_errors=True)
-
-
-def _lobseq_error(error: BaseException, depth: int = 6) -> LobseqError | None:
-    """The LobseqError a worker raised, dug out of Ray Train's wrappers, if there is one."""
-    if isinstance(error, LobseqError):
-        return error
-    if error is None or depth == 0:
-        return None
-    inner = [*getattr(error, "worker_failures", {}).values(), getattr(error, "cause", None),
-             getattr(error, "controller_failure", None), error.__cause__, error.__context__]
-    for candidate in inner:
-        if isinstance(candidate, BaseException) and (found := _lobseq_error(candidate, depth - 1)):
-            return found
-    return None
 
 
 # ------------------------------------------------------------------ one Ray Train worker

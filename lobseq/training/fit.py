@@ -132,11 +132,14 @@ def _split_metrics(model, data, cfg: TrainConfig, target: str) -> tuple[dict, tu
     return metrics, val, test
 
 
-def fit(dataset, cfg: TrainConfig, callbacks: list | None = None, verbose: int | str = 0) -> TrainResult:
+def fit(dataset, cfg: TrainConfig, callbacks: list | None = None, verbose: int | str = 0,
+        early_stopping: bool = True) -> TrainResult:
     """Train `cfg.model` on `dataset`'s train split, early-stopped on its validation loss.
 
     `callbacks` are extra Keras callbacks (e.g. MLflow logging); `verbose` is
-    Keras' (0 quiet, 1 progress bar, 2 one line per epoch).
+    Keras' (0 quiet, 1 progress bar, 2 one line per epoch). `early_stopping=False`
+    trains exactly `cfg.epochs` epochs and keeps the last weights (a retrain on
+    train+validation, whose epoch count a sweep chose).
     """
     cfg.validate()
     hyper = cfg.model_hyperparameters()
@@ -156,17 +159,18 @@ def fit(dataset, cfg: TrainConfig, callbacks: list | None = None, verbose: int |
     if cfg.class_weight == "balanced" and target == "class":
         class_weight = balanced_class_weight(dataset.labels[data.ends["train"]], dataset.n_classes)
 
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
-                                         restore_best_weights=True, verbose=0)
+    stop = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
+                                          restore_best_weights=True, verbose=0)] if early_stopping else []
     train_seq = data.windows("train", batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed, target=target)
     val_seq = data.windows("val", batch_size=max(cfg.batch_size, 256), shuffle=False, target=target)
     start = time.perf_counter()
     hist = model.fit(train_seq, validation_data=val_seq, epochs=cfg.epochs, class_weight=class_weight,
-                     callbacks=[stop, *(callbacks or [])], verbose=verbose)
+                     callbacks=[*stop, *(callbacks or [])], verbose=verbose)
     seconds = time.perf_counter() - start
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     metrics, (val_pred, val_y), (test_pred, test_y) = _split_metrics(model, data, cfg, target)
-    return TrainResult(model=model, config=cfg, history=history, best_epoch=_best_epoch(history),
+    best = _best_epoch(history) if early_stopping else len(history.get("loss", [])) - 1
+    return TrainResult(model=model, config=cfg, history=history, best_epoch=best,
                        val_pred=val_pred, val_labels=val_y, test_pred=test_pred, test_labels=test_y,
                        metrics=metrics, class_weight=class_weight,
                        train_windows=int(len(data.ends["train"])), seconds=seconds)

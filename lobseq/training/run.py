@@ -139,9 +139,18 @@ def _log_result(result, dataset, cfg) -> None:
                                           with_run_id=False))
 
 
+def train_on_validation_too(dataset):
+    """`dataset` whose training windows are its train and validation windows (a final retrain)."""
+    from dataclasses import replace
+
+    ends = dict(dataset.ends)
+    ends["train"] = np.union1d(ends["train"], ends["val"])
+    return replace(dataset, ends=ends)
+
+
 def train_and_log(dataset_path: str | Path, cfg, experiment: str | None = None,
                   register: str | None = None, verbose: int | str = 0,
-                  callbacks: list | None = None, log=print) -> str:
+                  callbacks: list | None = None, log=print, on_validation: bool = False) -> str:
     """Train `cfg` on the dataset at `dataset_path` inside an MLflow run; returns the run id.
 
     The run (`<model> · train`) is nested under the active run when there is one
@@ -149,7 +158,10 @@ def train_and_log(dataset_path: str | Path, cfg, experiment: str | None = None,
     dataset's name). A Ctrl-C (or SIGTERM in the CLI) ends it KILLED, any other
     exception FAILED; nothing is registered then. `register` names a registered
     model to add the logged pyfunc to once the run has finished. `verbose`
-    (non-zero) shows a progress line with an ETA on stderr.
+    (non-zero) shows a progress line with an ETA on stderr. `on_validation` trains
+    on the training and validation windows for exactly `cfg.epochs` epochs (no
+    early stopping: nothing is left to stop on) and logs no `val_*` scores, which
+    would be in-sample; the run is tagged `lobseq.trained_on=train+val`.
     """
     import matplotlib
 
@@ -175,7 +187,14 @@ def train_and_log(dataset_path: str | Path, cfg, experiment: str | None = None,
             mlflow.log_input(_dataset_input(dataset), context="training")
         mlflow.log_artifact(str(Path(dataset.path) / "manifest.json"), "dataset")
         progress = [Progress()] if verbose else []
-        result = fit(dataset, cfg, callbacks=[EpochMetrics(), *progress, *(callbacks or [])])
+        if on_validation:
+            mlflow.set_tag("lobseq.trained_on", "train+val")
+            mlflow.log_param("train.on_validation", "true")
+        result = fit(train_on_validation_too(dataset) if on_validation else dataset, cfg,
+                     callbacks=[EpochMetrics(), *progress, *(callbacks or [])],
+                     early_stopping=not on_validation)
+        if on_validation:  # scores on windows it trained on: not logged
+            result.metrics = {k: v for k, v in result.metrics.items() if not k.startswith("val_")}
         _log_result(result, dataset, cfg)
     if register:
         version = register_model(run_id, register)

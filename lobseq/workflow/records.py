@@ -36,7 +36,10 @@ def flat_params(settings: dict, prefix: str = "") -> dict[str, str]:
 
 def pipeline_params(pipe, force: bool) -> dict[str, str]:
     params = {"pipeline.name": pipe.name, "pipeline.experiment": pipe.experiment,
-              "pipeline.file": str(getattr(pipe, "path", "") or ""), "pipeline.force": str(force)}
+              "pipeline.file": str(getattr(pipe, "path", "") or ""), "pipeline.force": str(force),
+              "pipeline.engine": pipe.engine.name}
+    if pipe.engine.name == "ray":
+        params["pipeline.ray_address"] = str(pipe.engine.cluster_address() or "local instance")
     for stage in pipe.stages:
         params[f"{stage.name}.type"] = stage.type
         params.update(flat_params(stage.settings, stage.name))

@@ -102,13 +102,33 @@ def run_pipeline(path_or_pipeline: str | Path | Pipeline, overrides: list[str] |
 def _run(pipe: Pipeline, force: bool, log: Callable[[str], None],
          summary: Callable[[PipelineResult], str] | None,
          detail: Callable[[str], None]) -> PipelineResult:
-    import mlflow
-
-    from lobseq.tracking import configure, run_name, tracked_run
-    from lobseq.workflow import records
+    from lobseq.tracking import configure
 
     _check_inputs_exist(pipe)  # a missing input folder fails before any MLflow run exists
-    configure()
+    uri = configure()
+    with _pipeline_engine(pipe, uri):
+        return _run_stages(pipe, force, log, summary, detail)
+
+
+def _pipeline_engine(pipe: Pipeline, uri: str):
+    """With `engine: ray`, one Ray session for the whole pipeline: the stages that use it join it
+    (`lobseq.engine.open_engine` uses an open session and leaves it open)."""
+    from lobseq.engine import open_engine
+    from lobseq.workflow.spec import ENGINE_STAGES
+
+    if pipe.engine.name == "local" or not any(s.type in ENGINE_STAGES for s in pipe.stages):
+        return contextlib.nullcontext()
+    return open_engine(pipe.engine, env_vars={"MLFLOW_TRACKING_URI": uri})
+
+
+def _run_stages(pipe: Pipeline, force: bool, log: Callable[[str], None],
+                summary: Callable[[PipelineResult], str] | None,
+                detail: Callable[[str], None]) -> PipelineResult:
+    import mlflow
+
+    from lobseq.tracking import run_name, tracked_run
+    from lobseq.workflow import records
+
     name = run_name(pipe.name, time.strftime("%Y-%m-%d %H:%M"))
     tags = {"lobseq.pipeline": pipe.name, "lobseq.pipeline_file": str(pipe.path)}
     with tracked_run(name, "pipeline", experiment=pipe.experiment, tags=tags) as parent:

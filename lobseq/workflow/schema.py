@@ -32,6 +32,7 @@ from lobseq.evaluation.config import (
 from lobseq.registry.champion import PromoteConfig
 from lobseq.serving.config import PredictConfig
 from lobseq.training.config import TrainConfig
+from lobseq.training.tune import TuneConfig
 
 # ------------------------------------------------------------------ wiring keys
 
@@ -60,6 +61,13 @@ class ModelsWiring(DatasetWiring):
 class TrainWiring(ModelsWiring):
     register: str | None = Field(
         None, description="Register every trained model under this name.")
+
+
+@stage_config
+class TuneWiring(DatasetWiring):
+    register: str | None = Field(
+        None, description="Retrain the best configuration on train+validation and register it "
+                          "under this name (downstream stages then see it as a trained model).")
 
 
 @stage_config
@@ -144,6 +152,7 @@ SCHEMAS: dict[str, StageSchema] = {
     "walkforward": StageSchema((TrainConfig, WalkForwardConfig), ModelsWiring,
                                exclude=frozenset({"model", "hyper", "head"}),
                                defaults=WALKFORWARD_TRAIN_DEFAULTS, bind=_per_model),
+    "tune": StageSchema((TrainConfig, TuneConfig), TuneWiring, exclude=frozenset({"head"})),
     "predict": StageSchema((PredictConfig,), PredictWiring),
     "promote": StageSchema((PromoteConfig,), DatasetWiring),
 }

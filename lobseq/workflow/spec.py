@@ -3,10 +3,12 @@
     name: demo                     # required; also the default experiment
     experiment: lobseq-demo        # optional MLflow experiment
     lock: mlruns/.locks/demo.lock  # optional lock file (one run at a time)
+    engine: ray                    # optional: local (default) | ray, for ingest, walkforward,
+    ray: {num_cpus: 4}             #   predict and tune; ray: {address: host:port, num_cpus: N}
     stages:                        # required, run in order
       - name: ingest               # unique
         type: ingest               # simulate | ingest | train | evaluate | backtest |
-                                   # walkforward | predict | promote
+                                   # walkforward | tune | predict | promote
         needs: [simulate]          # optional, earlier stages; default: the stage before
         with: {format: lobster, out: data/processed/demo}
 
@@ -17,14 +19,15 @@ before any stage runs; an error names the key and its line. A stage's identity
 (`lobseq.stage_key` tag) is a hash of its type, its settings (defaults filled
 in) and the content of its inputs (source-file SHA-256s, dataset manifest hash,
 upstream run ids); a FINISHED run with the same key is reused instead of
-re-running (`force=True` re-runs). Stages only wire library calls together:
+re-running (`force=True` re-runs). The engine is no part of any key: it
+changes where a stage runs, never what it produces. Stages only wire library calls together:
 the same functions the CLI commands call.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +35,10 @@ import yaml
 from pydantic import Field
 
 from lobseq.config import keys_of, stage_config
+from lobseq.engine.config import EngineConfig
 from lobseq.errors import LobseqError
 from lobseq.workflow.schema import SCHEMAS, TYPE_ALIASES
+from lobseq.yaml_lines import YamlLines as _Lines
 
 
 @stage_config
@@ -44,7 +49,18 @@ class PipelineFile:
     experiment: str | None = Field(None, description="MLflow experiment [default: the name].")
     lock: str | None = Field(None, description="Lock file [default: mlruns/.locks/NAME.lock].")
     description: str | None = Field(None, description="One line on what the pipeline does.")
+    engine: str = Field("local", description="Where the stages that support an engine run (ingest, "
+                                             "walkforward, predict, tune): local or ray.")
+    ray: dict[str, Any] | None = Field(None, description="Ray settings: address, num_cpus.")
     stages: list[Any] = Field(min_length=1, description="The stages, run in order.")
+
+
+@stage_config
+class RaySettings:
+    """The pipeline's `ray:` mapping."""
+
+    address: str | None = Field(None, description="A running Ray cluster (host:port).")
+    num_cpus: Any = Field(None, description="CPUs of the local Ray instance lobseq starts.")
 
 
 @stage_config
@@ -74,6 +90,7 @@ class Pipeline:
     stages: list[Stage]
     path: Path
     description: str = ""
+    engine: EngineConfig = field(default_factory=EngineConfig)
 
     def stage(self, name: str) -> Stage:
         return next(s for s in self.stages if s.name == name)
@@ -91,47 +108,6 @@ class Pipeline:
         return sorted((self.stage(n) for n in seen), key=lambda s: -order[s.name])
 
 
-class _Lines:
-    """Line numbers (1-based) of every key and list item, from yaml's node marks."""
-
-    def __init__(self, text: str, file: Path) -> None:
-        self.file = file
-        self.lines: dict[tuple, int] = {}
-        self.overridden: set[tuple] = set()
-        try:
-            node = yaml.compose(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            at = f"line {mark.line + 1}: " if mark else ""
-            raise LobseqError(f"{at}not valid YAML: {getattr(e, 'problem', e)}", file=file,
-                              fix="check indentation and quoting") from None
-        if node is not None:
-            self._walk(node, ())
-
-    def _walk(self, node, path: tuple) -> None:
-        self.lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                key = path + (k.value,)
-                self.lines[key] = k.start_mark.line + 1
-                self._walk(v, key)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, v in enumerate(node.value):
-                self._walk(v, path + (i,))
-
-    def error(self, path: tuple, problem: str, fix: str | None = None) -> LobseqError:
-        line = None
-        for n in range(len(path), -1, -1):  # nearest enclosing node that has a line
-            if path[:n] in self.lines:
-                line = self.lines[path[:n]]
-                break
-        key = ".".join(str(p) for p in path) or "(top)"
-        origin = " (from --set)" if path in self.overridden else ""
-        at = f"line {line}, " if line else ""
-        return LobseqError(f"{at}key '{key}'{origin}: {problem}", file=self.file, fix=fix)
-
-
-
 def _parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
@@ -147,6 +123,10 @@ def _apply_overrides(data: dict, overrides: list[str], lines: _Lines) -> None:
     """`name=x`, `experiment=x`, or `STAGE.KEY=VALUE` (KEY inside the stage's `with`)."""
     for text in overrides:
         parts, value = _parse_override(text)
+        if len(parts) == 2 and parts[0] == "ray":  # --set ray.num_cpus=4
+            data["ray"] = {**(data.get("ray") or {}), parts[1]: value}
+            lines.overridden.add(tuple(parts))
+            continue
         if len(parts) == 1:
             if parts[0] not in keys_of(PipelineFile) or parts[0] == "stages":
                 raise LobseqError(f"--set {text!r}: unknown top-level key '{parts[0]}'",
@@ -204,7 +184,24 @@ def load_pipeline(path: str | Path, overrides: list[str] | tuple = ()) -> Pipeli
         stages.append(_stage(_checked(StageEntry, raw, sp, lines), stages, sp, lines))
     return Pipeline(name=top.name, experiment=top.experiment or top.name,
                     lock=top.lock or f"mlruns/.locks/{top.name}.lock",
-                    stages=stages, path=path, description=top.description or "")
+                    stages=stages, path=path, description=top.description or "",
+                    engine=_engine(top, data, lines))
+
+
+ENGINE_STAGES = ("ingest", "walkforward", "predict", "tune")  # the stage types an engine runs
+
+
+def _engine(top: PipelineFile, data: dict, lines: _Lines) -> EngineConfig:
+    """`engine:` and `ray:` as an EngineConfig; an error names the key (ray.num_cpus) and line."""
+    ray = _checked(RaySettings, top.ray or {}, ("ray",), lines) if top.ray is not None else RaySettings()
+    try:
+        return EngineConfig(name=top.engine, address=ray.address, num_cpus=ray.num_cpus)
+    except LobseqError as e:
+        where = {"ray_address": "ray.address", "ray_num_cpus": "ray.num_cpus"}.get(e.field, e.field)
+        path = tuple(where.split(".")) if where else ()
+        if path and path[0] not in data:  # e.g. `ray:` without `engine: ray`: point at what is there
+            path = ("ray",) if "ray" in data else ()
+        raise lines.error(path, e.problem, e.fix) from None
 
 
 def _stage(entry: StageEntry, earlier: list[Stage], sp: tuple, lines: _Lines) -> Stage:
@@ -238,14 +235,15 @@ def _check_semantics(stage: Stage, earlier: list[Stage], sp: tuple, lines: _Line
     s, w = stage.settings, sp + ("with",)
     if stage.type in ("ingest", "predict") and not s.get("sources") and "simulate" not in up_types:
         raise lines.error(w, "needs 'sources' (or an upstream simulate stage)")
-    if stage.type in ("train", "walkforward"):
+    if stage.type in ("train", "walkforward", "tune"):
         if not s.get("dataset") and "ingest" not in up_types:
             raise lines.error(w, "needs 'dataset' (or an upstream ingest stage)")
         for m in s.get("hyper") or {}:
             if m not in s["models"]:
                 raise lines.error(w + ("hyper", m), f"{m!r} is not among this stage's models")
-    if stage.type in ("evaluate", "backtest", "promote") and "train" not in up_types:
-        raise lines.error(sp + ("needs",), f"a {stage.type} stage needs an upstream train stage")
+    if stage.type in ("evaluate", "backtest", "promote") and not _trained(ups):
+        raise lines.error(sp + ("needs",), f"a {stage.type} stage needs an upstream train stage "
+                                           "(or a tune stage that registers its best model)")
     if stage.type == "promote" and "evaluate" not in up_types:
         raise lines.error(sp + ("needs",), "a promote stage needs an upstream evaluate stage")
     if stage.type == "promote" and s.get("require_trading") and "backtest" not in up_types:
@@ -264,8 +262,15 @@ def is_model_uri(text: str) -> bool:
     return ":/" in text or re.fullmatch(r"[0-9a-f]{32}", text) is not None
 
 
+def _trained(ups: list[Stage]) -> list[str]:
+    """The models upstream stages train: a train stage's, a registering tune stage's."""
+    return [m for a in ups for m in (a.settings["models"] if a.type == "train" else
+                                     [a.settings["model"]] if a.type == "tune" and
+                                     a.settings.get("register") else [])]
+
+
 def _check_predict_model(model: str | None, ups: list[Stage], w: tuple, lines: _Lines) -> None:
-    trained = [m for a in ups if a.type == "train" for m in a.settings["models"]]
+    trained = _trained(ups)
     fix = ("set 'model' to a URI such as models:/NAME@champion"
            + (f", or to one of {', '.join(trained)}" if trained else ""))
     if model is None and len(trained) != 1:

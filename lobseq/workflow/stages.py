@@ -20,6 +20,7 @@ from lobseq.io import sha256_file
 from lobseq.registry.champion import PromoteConfig
 from lobseq.serving.config import PredictConfig
 from lobseq.training.config import TrainConfig
+from lobseq.training.tune import TuneConfig
 from lobseq.workflow.schema import stage_configs
 from lobseq.workflow.spec import Pipeline, Stage, is_model_uri
 
@@ -127,9 +128,12 @@ def _ingest_inputs(ctx: StageContext) -> dict:
 
 def _ingest_run(ctx: StageContext) -> dict:
     from lobseq.data.ingest import ingest, summary
+    from lobseq.engine import open_engine
 
     s = ctx.stage.settings
-    ds = ingest(_ingest_sources(ctx), s["out"], ctx.config(IngestConfig), log=ctx.log)
+    with open_engine(ctx.pipeline.engine) as engine:
+        ds = ingest(_ingest_sources(ctx), s["out"], ctx.config(IngestConfig), log=ctx.log,
+                    mapper=engine.mapper(label="lobseq-ingest"))
     ctx.log(summary(ds))
     return {"dataset": s["out"], "dataset_hash": ds.hash}
 
@@ -241,10 +245,34 @@ def _walkforward_run(ctx: StageContext) -> dict:
     results = {}
     for cfg in ctx.configs(TrainConfig):
         ctx.log(f"  walking forward {cfg.model}")
-        out = walk_forward(dataset, cfg, wf, log=ctx.log)
+        out = walk_forward(dataset, cfg, wf, log=ctx.log, engine=ctx.pipeline.engine)
         results[cfg.model] = _jsonable({k: v for k, v in out.items() if k in _WALKFORWARD_KEYS
                                         or k.startswith(("fold_", "bt_model_"))})
     return {"walkforward": results}
+
+
+def _tune_inputs(ctx: StageContext) -> dict:
+    return {"dataset": _dataset_hash(ctx.dataset()),
+            "space": sha256_file(ctx.config(TuneConfig).space)}
+
+
+# tune: what the summary keeps (every trial is in the sweep's run and its trials.csv)
+_TUNE_KEYS = ("run_id", "model_run_id", "version")
+
+
+def _tune_run(ctx: StageContext) -> dict:
+    from lobseq.evaluation.sweep import sweep
+    from lobseq.training.run import logged_model_uri
+
+    s, cfg, dataset = ctx.stage.settings, ctx.config(TrainConfig), ctx.dataset()
+    out = sweep(dataset, cfg, ctx.config(TuneConfig), engine=ctx.pipeline.engine,
+                experiment=ctx.pipeline.experiment, register=s.get("register"), log=ctx.log)
+    result = {"tune": {cfg.model: _jsonable({**{k: out[k] for k in _TUNE_KEYS if k in out},
+                                              "best": out["best"]})}}
+    if s.get("register"):  # the retrained best model, for evaluate/backtest/promote/predict
+        result.update(dataset=dataset, models={cfg.model: {
+            "run_id": out["model_run_id"], "model_uri": logged_model_uri(out["model_run_id"])}})
+    return result
 
 
 def _predict_model_uri(ctx: StageContext) -> str:
@@ -283,7 +311,7 @@ def _predict_run(ctx: StageContext) -> dict:
     from lobseq.serving.config import predict_to_file
 
     table, out = predict_to_file(_predict_model_uri(ctx), _predict_sources(ctx),
-                                 ctx.config(PredictConfig))
+                                 ctx.config(PredictConfig), engine=ctx.pipeline.engine, log=ctx.log)
     ctx.log(f"  wrote {len(table):,} predictions to {out}")
     return {"predictions": str(out), "rows": int(len(table)), "sha256": sha256_file(out)}
 
@@ -311,6 +339,7 @@ STAGES: dict[str, StageType] = {
     "evaluate": StageType(_models_inputs, _evaluate_run),
     "backtest": StageType(_models_inputs, _backtest_run),
     "walkforward": StageType(_train_inputs, _walkforward_run),
+    "tune": StageType(_tune_inputs, _tune_run),
     "predict": StageType(_predict_inputs, _predict_run, _predict_valid),
     # promote's key leaves out the current champion: an unchanged challenger is judged once
     # (re-judging it would register the same model again).

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -47,6 +49,7 @@ ALIASES = {
 NUMERIC = ("open", "high", "low", "close", "adj_close", "volume")
 COLUMNS = ("timestamp", *NUMERIC)
 COLUMNS_FIX = "bars need Date, Open, High, Low, Close, Volume columns (Adj Close optional)"
+T = TypeVar("T")
 NAN_TEXT = {"", "nan", "na", "n/a", "null", "none", "-nan", "#n/a"}
 
 
@@ -56,27 +59,38 @@ def read_bars(paths: Paths, symbol_column: str = "symbol") -> list[Segment]:
     Frame columns: `timestamp` (datetime64[ns]), `open, high, low, close,
     adj_close, volume` (float64), chronological.
     """
-    files = expand_paths(
+    return merge_symbols(read_file(path, symbol_column) for path in bar_files(paths))
+
+
+def bar_files(paths: Paths) -> list[Path]:
+    """The files `read_bars` reads, in its order (nothing parsed)."""
+    return expand_paths(
         paths,
         lambda name: name.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES),
         "bars",
         "*.csv, *.parquet",
     )
-    segments: dict[str, Segment] = {}
-    for path in files:
-        for segment in _read_file(path, symbol_column):
-            if segment.instrument in segments:
+
+
+def merge_symbols(per_file: Iterable[list[T]]) -> list[T]:
+    """Each file's symbols (objects with `.instrument` and `.files`), consumed in file order,
+    as one list sorted by symbol; a symbol that comes from two files is an error."""
+    merged: dict[str, T] = {}
+    for items in per_file:
+        for item in items:
+            if item.instrument in merged:
                 raise LobseqError(
-                    f"symbol {segment.instrument!r} also comes from "
-                    f"{segments[segment.instrument].files[0]}",
-                    file=path,
+                    f"symbol {item.instrument!r} also comes from "
+                    f"{merged[item.instrument].files[0]}",
+                    file=item.files[0],
                     fix="give each symbol one file (or one block of a long table)",
                 )
-            segments[segment.instrument] = segment
-    return [segments[symbol] for symbol in sorted(segments)]
+            merged[item.instrument] = item
+    return [merged[symbol] for symbol in sorted(merged)]
 
 
-def _read_file(path: Path, symbol_column: str) -> list[Segment]:
+def read_file(path: Path, symbol_column: str = "symbol") -> list[Segment]:
+    """One bar file: one segment per symbol in it (the file stem when it has no symbol column)."""
     name = path.name.lower()
     if name.endswith(CSV_SUFFIXES):
         table, row_of = _read_csv(path)

@@ -39,6 +39,11 @@ SHAPE_FIX = "an FI-2010 file has 149 rows (144 features + 5 labels), one column 
 
 def read_fi2010(paths: Paths) -> list[Segment]:
     """Read FI-2010 `.txt` files (or folders of them): one segment per file, sorted by stem."""
+    return [read_file(path) for path in fi2010_files(paths)]
+
+
+def fi2010_files(paths: Paths) -> list[Path]:
+    """The files `read_fi2010` reads, in its order (stems checked for clashes, nothing parsed)."""
     files = expand_paths(paths, lambda name: name.lower().endswith(".txt"), "FI-2010", "*.txt")
     stems: dict[str, Path] = {}
     for path in files:
@@ -49,10 +54,11 @@ def read_fi2010(paths: Paths) -> list[Segment]:
                 fix="rename one; the stem names the instrument",
             )
         stems[path.stem] = path
-    return [_read_file(stems[stem]) for stem in sorted(stems)]
+    return [stems[stem] for stem in sorted(stems)]
 
 
-def _read_file(path: Path) -> Segment:
+def read_file(path: Path) -> Segment:
+    """One FI-2010 file as a book segment."""
     require_nonempty(path)
     matrix = _parse(path)  # (149, n_events)
     n_events = matrix.shape[1]
