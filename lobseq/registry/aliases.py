@@ -10,8 +10,9 @@ Every champion change is remembered in a registered-model tag
 alias `previous_champion`, so `rollback` can step back more than once.
 The alias is always the last thing written: a run that fails earlier never
 moves it. Every change of the champion (promote, rollback, a champion/challenger
-decision) holds the registry lock (`registry_lock`, a file next to the store), so
-two changes never interleave on the history; a second one raises `LockHeld`.
+decision) holds the registry lock (`registry_lock`: a file next to a local store, or an
+advisory lock in the lock database shared by every host), so two changes never
+interleave on the history; a second one raises `LockHeld`.
 """
 
 from __future__ import annotations
@@ -42,17 +43,20 @@ _held = threading.local()  # how deep this thread is inside registry_lock
 
 
 def registry_lock_path() -> Path:
-    """`<store folder>/.locks/registry.lock` for a sqlite store, else `mlruns/.locks/...`."""
-    import mlflow
+    """The local registry lock file: `<lock folder>/registry.lock` (`tracking.local_lock_dir`)."""
+    from lobseq.tracking.store import local_lock_dir
 
-    uri = mlflow.get_tracking_uri()
-    folder = Path(uri[len("sqlite:///"):]).parent if uri.startswith("sqlite:///") else Path("mlruns")
-    return folder / ".locks" / "registry.lock"
+    return local_lock_dir() / "registry.lock"
 
 
 @contextlib.contextmanager
 def registry_lock() -> Iterator[None]:
-    """Hold the registry lock for the block (re-entrant within a thread); `LockHeld` if taken."""
+    """Hold the registry lock for the block (re-entrant within a thread); `LockHeld` if taken.
+
+    With a lock database (`LOBSEQ_LOCK_URI`, or a pipeline's `lock_uri:`) it is the
+    advisory lock `registry` there, shared by every host; else a flock on
+    `registry_lock_path()`.
+    """
     from lobseq.locks import run_lock
 
     depth = getattr(_held, "depth", 0)
@@ -63,7 +67,7 @@ def registry_lock() -> Iterator[None]:
         finally:
             _held.depth = depth
         return
-    with run_lock(registry_lock_path(), what="registry change"):
+    with run_lock(registry_lock_path(), what="registry change", name="registry"):
         _held.depth = 1
         try:
             yield

@@ -3,6 +3,7 @@
     name: demo                     # required; also the default experiment
     experiment: lobseq-demo        # optional MLflow experiment
     lock: mlruns/.locks/demo.lock  # optional lock file (one run at a time)
+    lock_uri: postgresql://lobseq@db:5432/locks  # optional: a lock across hosts (lobseq.locks)
     stages:                        # required, run in order
       - name: ingest               # unique
         type: ingest               # simulate | ingest | train | evaluate | backtest |
@@ -43,6 +44,10 @@ class PipelineFile:
     name: str = Field(description="The pipeline's name; also its default experiment.")
     experiment: str | None = Field(None, description="MLflow experiment [default: the name].")
     lock: str | None = Field(None, description="Lock file [default: mlruns/.locks/NAME.lock].")
+    lock_uri: str | None = Field(
+        None, description="PostgreSQL database whose advisory lock makes the run one at a time "
+                          "across hosts (the password in PGPASSWORD or ~/.pgpass) [default: "
+                          "$LOBSEQ_LOCK_URI; neither: the lock file].")
     description: str | None = Field(None, description="One line on what the pipeline does.")
     stages: list[Any] = Field(min_length=1, description="The stages, run in order.")
 
@@ -74,6 +79,7 @@ class Pipeline:
     stages: list[Stage]
     path: Path
     description: str = ""
+    lock_uri: str | None = None  # a lock database (lobseq.locks); None: $LOBSEQ_LOCK_URI or the file
 
     def stage(self, name: str) -> Stage:
         return next(s for s in self.stages if s.name == name)
@@ -204,7 +210,8 @@ def load_pipeline(path: str | Path, overrides: list[str] | tuple = ()) -> Pipeli
         stages.append(_stage(_checked(StageEntry, raw, sp, lines), stages, sp, lines))
     return Pipeline(name=top.name, experiment=top.experiment or top.name,
                     lock=top.lock or f"mlruns/.locks/{top.name}.lock",
-                    stages=stages, path=path, description=top.description or "")
+                    stages=stages, path=path, description=top.description or "",
+                    lock_uri=top.lock_uri or None)
 
 
 def _stage(entry: StageEntry, earlier: list[Stage], sp: tuple, lines: _Lines) -> Stage:
