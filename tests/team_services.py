@@ -197,3 +197,50 @@ def start_mlflow_server(pg: Postgres, root: Path) -> MlflowServer:
     server = MlflowServer(pg, root, free_port(), password, root / "server.log", env=env)
     server.start()
     return server
+
+
+def tiny_pipeline(name: str, model_name: str, seed: int = 0) -> str:
+    """A whole retraining pipeline in ~15 s of CPU: bars, a 4-unit RNN for one epoch, evaluate,
+    promote (gate none: these tests follow registry mechanics, not model quality)."""
+    return f"""\
+name: {name}
+stages:
+  - name: simulate
+    type: simulate
+    with: {{kind: bars, out: raw, symbols: [AAA], days: 200, seed: {seed}}}
+  - name: ingest
+    type: ingest
+    with: {{format: bars, out: ds, window: 5, horizon: 1, classes: 2}}
+  - name: train
+    type: train
+    with: {{models: [rnn], epochs: 1, max_train_windows: 64, max_val_windows: 32,
+           hyper: {{rnn: {{units: 4}}}}, seed: {seed}}}
+  - name: evaluate
+    type: evaluate
+    with: {{n_boot: 50}}
+  - name: promote
+    type: promote
+    with: {{model_name: {model_name}, metric: macro_f1, gate: none}}
+"""
+
+
+def lobseq_run(cwd: Path, pipeline: str, env: dict, *args: str) -> subprocess.Popen:
+    """`lobseq run p.yaml` in `cwd` (its own "host": working directory and lock files)."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    (cwd / "p.yaml").write_text(pipeline)
+    lobseq = str(Path(sys.executable).with_name("lobseq"))
+    with (cwd / "stdout.txt").open("w") as out, (cwd / "stderr.txt").open("w") as err:
+        return subprocess.Popen([lobseq, "run", "p.yaml", *args], cwd=cwd, env=env, text=True,
+                                stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+
+
+def wait_for(condition, timeout: float, what: str, every: float = 0.3):
+    """Poll `condition()` until it returns something truthy (returned) or fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)

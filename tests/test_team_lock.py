@@ -116,7 +116,7 @@ def test_promote_and_rollback_exit_75_while_another_host_changes_the_registry(
         team_store, lock_db, tmp_path, monkeypatch, command):
     from lobseq.cli import cli
 
-    proc = _holder(tmp_path, "registry", lock_db)  # e.g. a promote stage on another host
+    proc = _holder(tmp_path, "registry:team-lock", lock_db)  # e.g. a promote stage on another host
     try:
         monkeypatch.setenv("LOBSEQ_LOCK_URI", lock_db)
         result = CliRunner().invoke(cli, command)

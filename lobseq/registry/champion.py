@@ -236,7 +236,7 @@ def champion_challenger(
     `on_decision` (e.g. writing the decision artifact) runs before the alias
     moves, so if it fails the champion stays.
     """
-    with registry_lock():  # from reading the champion to moving the alias: one change at a time
+    with registry_lock(name):  # from reading the champion to moving the alias: one change at a time
         return _champion_challenger(name, challenger_uri, challenger_metrics, evaluate, rule, log,
                                     on_decision)
 
