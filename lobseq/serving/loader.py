@@ -108,6 +108,7 @@ def load_model(model: str) -> LoadedModel:
     from mlflow.exceptions import MlflowException
 
     from lobseq.tracking import configure
+    from lobseq.tracking.server import unreachable
 
     uri = normalize_model_uri(model)
     configure()
@@ -116,6 +117,8 @@ def load_model(model: str) -> LoadedModel:
             fetch, name, version = _registered(uri)
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=fetch, dst_path=tmp))
         except (MlflowException, OSError) as e:
+            if unreachable(e):  # the server, not the URI: say so (exit 1), do not blame the URI
+                raise
             raise _fail(model, e) from None
         mlmodel = local / "MLmodel"
         if not mlmodel.is_file():

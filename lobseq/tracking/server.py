@@ -10,6 +10,7 @@ on an unreachable server still gets marked FAILED once the server is back.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -87,6 +88,29 @@ def explain(e: BaseException) -> tuple[int, str] | None:
                               "MLFLOW_HTTP_REQUEST_MAX_RETRIES and _BACKOFF_FACTOR set how long "
                               "lobseq waits")
     return None
+
+
+class RetryNotice(logging.Handler):
+    """One short stderr line per retry of a request the tracking server did not answer
+    (urllib3 logs "Retrying (...) after connection broken by ...", then retries silently)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not str(record.msg).startswith("Retrying") or len(record.args or ()) < 2:
+            return
+        retry, err = record.args[0], record.args[1]
+        found = _REASON.search(repr(err))
+        reason = next((g for g in found.groups() if g), "").strip() if found else type(err).__name__
+        left = getattr(retry, "total", None)
+        sys.stderr.write(f"lobseq: the tracking server {tracking_uri()} did not answer "
+                         f"({reason or 'no answer'}); retrying"
+                         + (f" ({left} retries left)\n" if left is not None else "\n"))
+
+
+def announce_retries() -> None:
+    """Show the client's retries against a server on stderr (once per process)."""
+    log = logging.getLogger("urllib3.connectionpool")
+    if not any(isinstance(h, RetryNotice) for h in log.handlers):
+        log.addHandler(RetryNotice(logging.WARNING))
 
 
 def answering(uri: str, timeout_s: float = 5.0) -> bool:

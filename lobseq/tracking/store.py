@@ -70,8 +70,11 @@ def configure() -> str:
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
     if is_server(uri):
+        from lobseq.tracking.server import announce_retries
+
         for key, value in SERVER_DEFAULTS.items():
             os.environ.setdefault(key, value)
+        announce_retries()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
