@@ -27,8 +27,7 @@ logger = logging.getLogger("lobseq.serving.workers")
 WORKER_BOOT_ERROR = 3  # gunicorn's: a worker exiting with it halts the master
 
 
-def _load_in_worker(app, model_uri: str, max_bytes: int, follow_every: float,
-                    tf_threads: int | None) -> None:
+def _load_in_worker(app, model_uri: str, max_bytes: int, follow_every: float) -> None:
     """Worker thread: load the model, start serving it, then follow its alias."""
     from lobseq.serving.follow import Follower, alias_of
     from lobseq.serving.http import ForecastService
@@ -36,11 +35,6 @@ def _load_in_worker(app, model_uri: str, max_bytes: int, follow_every: float,
     from lobseq.serving.metrics import metrics
 
     try:
-        if tf_threads:
-            import tensorflow as tf
-
-            tf.config.threading.set_intra_op_parallelism_threads(tf_threads)
-            tf.config.threading.set_inter_op_parallelism_threads(tf_threads)
         model = load_model(model_uri)
     except Exception as e:  # noqa: BLE001 - say why, then stop the whole service
         app.load_error = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -91,11 +85,10 @@ def _gunicorn_app(options: dict, make_app):
 
 def serve(model_uri: str, host: str = "127.0.0.1", port: int = 8080, *, workers: int = 1,
           threads: int = 8, follow_every: float = 60.0, max_bytes: int = 8 * 1024 * 1024,
-          tf_threads: int | None = None, log=print) -> None:
+          log=print) -> None:
     """Serve `model_uri` from `workers` processes on host:port until SIGTERM or Ctrl-C.
 
     `follow_every` seconds between registry polls when the URI names an alias (0: never).
-    `tf_threads`: TensorFlow's intra/inter-op threads per worker (None: TensorFlow's default).
     """
     from lobseq.serving.loader import resolve_model_uri
     from lobseq.serving.metrics import MULTIPROC_ENV
@@ -112,7 +105,7 @@ def serve(model_uri: str, host: str = "127.0.0.1", port: int = 8080, *, workers:
 
         log_to_stderr()
         app = ForecastApp(None)
-        threading.Thread(target=_load_in_worker, args=(app, uri, max_bytes, follow_every, tf_threads),
+        threading.Thread(target=_load_in_worker, args=(app, uri, max_bytes, follow_every),
                          name="lobseq-load", daemon=True).start()
         return app
 
