@@ -5,20 +5,27 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean postgres
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test,ray]"
+	$(BIN)/python -m pip install --quiet -e ".[test,ray,team]"
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/lobseq demo
 
-test: $(STAMP)
+test: $(STAMP) postgres
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# The team-mode tests start a real PostgreSQL (tests/conftest.py): install its binaries if missing.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "PostgreSQL binaries missing: installing them (apt-get install -y postgresql) for the team-mode tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) \
+	  || echo "could not install PostgreSQL: the team-mode tests will skip"; }
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all

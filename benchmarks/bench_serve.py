@@ -12,11 +12,14 @@ measures, all on this machine:
   keras        `model.predict` on the same window, per request (in-process)
   service      `ForecastService.predict` on a JSON body (parse, validate,
                features, window, forward) without HTTP
-  http xN      POST /invocations over loopback keep-alive connections with
-               N = 1, 4, 16 concurrent clients
+  http wW xN   `lobseq serve MODEL --workers W` (a subprocess: gunicorn, W
+               pre-forked workers, 8 threads each) answering POST /invocations
+               over loopback keep-alive connections from N = 1 and 16
+               concurrent clients (threads of this process), W = 1 and 2
 
 Requests are bounded in count and time; the server binds 127.0.0.1 only.
-Writes benchmarks/results/serve.json and prints a table.
+Writes benchmarks/results/serve.json and prints a table. The machine is
+shared: run it when nothing else runs (the table notes the load average).
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ import http.client
 import json
 import os
 import platform
+import socket
+import subprocess
 import sys
 import tempfile
-import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -56,6 +61,68 @@ def _timed(fn, n: int, budget_s: float) -> list[float]:
     return out
 
 
+def _served(port: int) -> float:
+    """Workers serving a model now (lobseq_model_served, summed over live workers)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return 0.0
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("lobseq_model_served{"))
+
+
+def _load(port: int, body: bytes, clients: int, requests: int, seconds: float) -> dict:
+    """`clients` keep-alive connections POSTing `body`, bounded in count and time."""
+
+    per_client = max(1, requests // clients)
+    deadline = time.perf_counter() + seconds
+
+    def client(_):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        lat = []
+        for _ in range(per_client):
+            if time.perf_counter() > deadline:
+                break
+            t = time.perf_counter()
+            conn.request("POST", "/invocations", body=body, headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            resp.read()
+            lat.append(time.perf_counter() - t)
+            assert resp.status == 200, resp.status
+        conn.close()
+        return lat
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        lats = [x for part in pool.map(client, range(clients)) for x in part]
+    wall = time.perf_counter() - t0
+    return {**_percentiles(lats), "clients": clients, "throughput_rps": len(lats) / wall}
+
+
+def serve_workers(uri: str, body: bytes, workers: int, args) -> dict:
+    """Start `lobseq serve URI --workers W` on a free loopback port, measure 1 and 16 clients."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-c", "from lobseq.cli import main; main()", "serve", uri, "--port",
+           str(port), "--workers", str(workers), "--follow-every", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while _served(port) < workers:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"lobseq serve --workers {workers} did not come up")
+            time.sleep(0.5)
+        _load(port, body, 16, 16 * 20, 10)  # warm up every worker's threads and connections
+        return {f"http_w{workers}_x{c}": {**_load(port, body, c, args.requests * (c > 1 and 4 or 1),
+                                                  args.seconds), "workers": workers}
+                for c in (1, 16)}
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
 def build_model(work: Path):
     from lobseq.data.ingest import IngestConfig, ingest
     from lobseq.data.simulate import simulate_lobster
@@ -78,10 +145,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--requests", type=int, default=300, help="requests per measurement (bound)")
     ap.add_argument("--seconds", type=float, default=20.0, help="time bound per measurement")
+    ap.add_argument("--workers", type=lambda t: [int(w) for w in t.split(",")], default=[1, 2],
+                    help="worker counts of `lobseq serve` to measure (comma-separated)")
     args = ap.parse_args(argv)
 
     from lobseq.data.sources import read_sources
-    from lobseq.serving.http import ForecastService, make_server
+    from lobseq.serving.http import ForecastService
 
     with tempfile.TemporaryDirectory(prefix="lobseq-bench-") as tmp:
         work = Path(tmp)
@@ -113,41 +182,11 @@ def main(argv=None) -> int:
         results["service_inproc"] = _percentiles(
             _timed(lambda: service.predict(body), args.requests, args.seconds))
 
-        srv = make_server(service, "127.0.0.1", 0)
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        port = srv.server_address[1]
-        try:
-            for clients in (1, 4, 16):
-                per_client = max(1, args.requests // clients)
-                deadline = time.perf_counter() + args.seconds
-
-                def client(_, per_client=per_client, deadline=deadline):
-                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                    lat = []
-                    for _ in range(per_client):
-                        if time.perf_counter() > deadline:
-                            break
-                        t = time.perf_counter()
-                        conn.request("POST", "/invocations", body=body,
-                                     headers={"Content-Type": "application/json"})
-                        resp = conn.getresponse()
-                        resp.read()
-                        lat.append(time.perf_counter() - t)
-                        assert resp.status == 200, resp.status
-                    conn.close()
-                    return lat
-
-                t0 = time.perf_counter()
-                with ThreadPoolExecutor(clients) as pool:
-                    lats = [x for part in pool.map(client, range(clients)) for x in part]
-                wall = time.perf_counter() - t0
-                results[f"http_x{clients}"] = {**_percentiles(lats), "clients": clients,
-                                               "throughput_rps": len(lats) / wall}
-        finally:
-            srv.shutdown()
-            srv.server_close()
+        for workers in args.workers:
+            results.update(serve_workers(model.uri, body, workers, args))
 
     meta = {"machine": platform.machine(), "cpus": os.cpu_count(), "python": sys.version.split()[0],
+            "load_average": os.getloadavg()[0], "server": "lobseq serve (gunicorn gthread, 8 threads)",
             "payload_bytes": len(body), "rows_per_request": f.min_rows, "window": 100,
             "features": 40, "model": "lstm(64)"}
     out = Path(__file__).resolve().parent / "results" / "serve.json"

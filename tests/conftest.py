@@ -306,3 +306,110 @@ def ray_cluster(ray_auth, tmp_path_factory) -> Iterator[RayCluster]:
         left = kill_ray_processes(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
         assert not left, f"Ray processes still running after the cluster stopped: {left}"
+
+
+# ------------------------------------------------------------------ team mode (h7-team)
+# A real PostgreSQL and a real `mlflow server` (basic-auth app, PostgreSQL backend, proxied
+# artifacts), started once per session on loopback ports (tests/team_services.py) and stopped by
+# their PIDs. `team_store` points MLflow at the server as its admin for one test (the working
+# directory a temp dir, local lock files in it); subprocesses get the same through `.env()`.
+# Tests that need them are marked `team`; they skip only when PostgreSQL is not installed.
+
+PG_MISSING = ("PostgreSQL binaries are not under /usr/lib/postgresql/*/bin and `make test` could "
+              "not install them (apt-get install -y postgresql)")
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    import shutil
+
+    from team_services import postgres_bin, start_postgres
+
+    if postgres_bin() is None:
+        pytest.skip(PG_MISSING)
+    pg = start_postgres()
+    try:
+        yield pg
+    finally:
+        pg.stop()
+        shutil.rmtree(pg.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(postgres):
+    import shutil
+    import tempfile
+
+    from team_services import start_mlflow_server
+
+    root = Path(tempfile.mkdtemp(prefix="lsq-mlflow-", dir="/tmp"))
+    server = None
+    try:
+        server = start_mlflow_server(postgres, root)
+        yield server
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class TeamStore:
+    server: object  # team_services.MlflowServer
+    uri: str
+    root: Path      # the working directory while the store is active
+
+    def env(self, **extra: str) -> dict:
+        """The environment for a lobseq subprocess on this store (as admin unless overridden)."""
+        import os
+
+        env = dict(os.environ)
+        env.update({k: str(v) for k, v in extra.items()})
+        return env
+
+
+@contextlib.contextmanager
+def team_store_at(server, root: Path) -> Iterator[TeamStore]:
+    """The tracking server active for the block, as its admin; cwd `root`, lock files in it."""
+    import os
+
+    import mlflow
+    from team_services import ADMIN
+
+    from lobseq.tracking import configure
+    from lobseq.tracking.store import SERVER_DEFAULTS
+
+    root = Path(root)
+    mp = pytest.MonkeyPatch()
+    for key in (*SERVER_DEFAULTS, "LOBSEQ_LOCK_URI"):
+        mp.delenv(key, raising=False)  # lobseq's defaults apply, and are undone after
+    mp.setenv("MLFLOW_TRACKING_URI", server.uri)
+    mp.setenv("MLFLOW_TRACKING_USERNAME", ADMIN)
+    mp.setenv("MLFLOW_TRACKING_PASSWORD", server.admin_password)
+    mp.setenv("LOBSEQ_LOCK_DIR", str(root / "locks"))
+    mp.chdir(root)
+    try:
+        configure()
+        yield TeamStore(server, server.uri, root)
+    finally:
+        mp.undo()
+        mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+        mlflow.set_registry_uri(os.environ["MLFLOW_TRACKING_URI"])
+
+
+@pytest.fixture
+def team_store(mlflow_server, tmp_path) -> Iterator[TeamStore]:
+    with team_store_at(mlflow_server, tmp_path) as store:
+        yield store
+
+
+@pytest.fixture(scope="module")
+def module_team_store(mlflow_server, tmp_path_factory) -> Iterator[TeamStore]:
+    with team_store_at(mlflow_server, tmp_path_factory.mktemp("team")) as store:
+        yield store
+
+
+@pytest.fixture(scope="session")
+def lock_db(postgres) -> str:
+    """A database for advisory locks: its postgresql:// URI (password included)."""
+    return postgres.uri(postgres.create_database("locks"))

@@ -280,7 +280,7 @@ def test_a_second_holder_of_the_registry_lock_gets_lock_held(store):
 
     _challenge(0.4)
     _challenge(0.3, champion_score=0.4)
-    with run_lock(registry_lock_path()):  # e.g. a pipeline's promote stage in another process
+    with run_lock(registry_lock_path(NAME)):  # e.g. a pipeline's promote stage in another process
         for change in (lambda: registry.promote(NAME, "2", store),
                        lambda: registry.rollback(NAME, store),
                        lambda: _challenge(0.9, champion_score=0.4)):
@@ -293,7 +293,18 @@ def test_a_second_holder_of_the_registry_lock_gets_lock_held(store):
 def test_the_registry_lock_lives_next_to_the_store(store):
     from lobseq.registry.aliases import registry_lock_path
 
-    assert registry_lock_path().as_posix().endswith("mlruns/.locks/registry.lock")
+    assert registry_lock_path(NAME).as_posix().endswith(f"mlruns/.locks/registry-{NAME}.lock")
+
+
+def test_changes_to_different_models_do_not_block_each_other(store):
+    from lobseq.locks import run_lock
+    from lobseq.registry.aliases import registry_lock_path
+
+    _challenge(0.4)
+    _challenge(0.5, champion_score=0.4)
+    with run_lock(registry_lock_path("another-model")):
+        registry.promote(NAME, "1", store)
+    assert registry.champion_version(NAME, store) == "1"
 
 
 def test_cli_promote_exits_75_while_the_registry_is_locked(store):
@@ -305,7 +316,7 @@ def test_cli_promote_exits_75_while_the_registry_is_locked(store):
 
     _challenge(0.4)
     _challenge(0.3, champion_score=0.4)
-    with run_lock(registry_lock_path()):
+    with run_lock(registry_lock_path(NAME)):
         result = CliRunner().invoke(cli, ["models", "promote", NAME, "2"])
     assert result.exit_code == 75, result.output
     assert registry.champion_version(NAME, store) == "1"

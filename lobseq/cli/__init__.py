@@ -33,6 +33,22 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(EXIT_INTERRUPTED)
+        except Exception as e:  # a tracking server's refusal or silence: one line too
+            explained = _server_problem(e)
+            if explained is None:
+                raise
+            code, line = explained
+            click.echo(f"Error: {line}", err=True)
+            sys.exit(code)
+
+
+def _server_problem(e: Exception) -> tuple[int, str] | None:
+    """(exit code, line) when `e` is a tracking server's 401/403 or silence (MLflow loaded)."""
+    if "mlflow" not in sys.modules:
+        return None
+    from lobseq.tracking.server import explain
+
+    return explain(e)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -125,11 +125,19 @@ def models(ctx):
 def ui(port):
     """Open the MLflow UI on the project's store, on its classic training view.
 
+    Against a tracking server (MLFLOW_TRACKING_URI=http://...) it prints the
+    server's address: the server is the UI.
+
     Prints the address once the server answers (starting takes 10-30 s on 2 cores);
     the server's own log goes to mlruns/ui.log. Ctrl-C stops it.
     """
+    from lobseq.tracking.store import is_server, tracking_uri
     from lobseq.tracking.ui import start_ui, stop_ui, ui_url, wait_until_up
 
+    if is_server():  # a tracking server is its own UI: nothing to start here
+        click.echo(f"MLflow UI on {tracking_uri().rstrip('/')}/"
+                   "#/experiments?workflowType=machine_learning  (the tracking server's own)")
+        return
     host = "127.0.0.1"
     click.echo("Starting the MLflow UI (log: mlruns/ui.log) ...", err=True)
     proc = start_ui(host, port)

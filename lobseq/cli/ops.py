@@ -43,10 +43,21 @@ def _run_pipeline(file: Path, overrides: tuple[str, ...], force: bool, verbose: 
     except (LobseqError, KeyboardInterrupt):
         raise  # the group maps these to 2 / 75 / 130
     except Exception as e:  # noqa: BLE001 - a crashed stage: one line, exit 1, runs marked FAILED
-        click.echo(f"Error: pipeline {pipe.name} failed: {type(e).__name__}: {e}", err=True)
-        sys.exit(EXIT_FAILURE)
+        from lobseq.tracking.server import explain
+
+        code, line = explain(e) or (EXIT_FAILURE, f"{type(e).__name__}: {e}")
+        click.echo(f"Error: pipeline {pipe.name} failed: {line}", err=True)
+        sys.exit(code)
     click.echo(summary_table(result))
-    click.echo(UI_HINT)
+    click.echo(_ui_hint())
+
+
+def _ui_hint() -> str:
+    from lobseq.tracking.store import is_server, tracking_uri
+
+    if is_server():  # the server is the UI
+        return f"Open the MLflow UI: {tracking_uri().rstrip('/')}/"
+    return UI_HINT
 
 
 @cli.command()
@@ -94,12 +105,22 @@ def predict(model_uri, inputs, **settings):
 @cli.command()
 @click.argument("model_uri")
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Interface to bind (0.0.0.0 exposes it to the network).")
+              help="Interface to bind (0.0.0.0 exposes it to the network: put a TLS reverse "
+                   "proxy in front).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes on the port (gunicorn pre-fork), each with its own model.")
+@click.option("--threads", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Request threads per worker.")
+@click.option("--follow-every", type=click.FloatRange(min=0), default=60.0, show_default=True,
+              metavar="SECONDS", help="Poll the registry alias of a models:/NAME@ALIAS URI this "
+                                      "often and switch to the version it names; 0: never.")
 @click.option("--max-bytes", type=click.IntRange(min=1024), default=8 * 1024 * 1024,
               show_default=True, help="Largest request body accepted (413 above).")
-def serve(model_uri, host, port, max_bytes):
-    """Answer forecasts over HTTP: POST /invocations (MLflow's JSON payload), GET /health, /ready."""
+def serve(model_uri, host, port, workers, threads, follow_every, max_bytes):
+    """Answer forecasts over HTTP: POST /invocations (MLflow's JSON payload), GET /health, /ready,
+    /metrics (Prometheus). Serving models:/NAME@champion follows the alias by default."""
     from lobseq.serving.http import serve as run_server
 
-    run_server(model_uri, host=host, port=port, max_bytes=max_bytes, log=click.echo)
+    run_server(model_uri, host=host, port=port, max_bytes=max_bytes, workers=workers,
+               threads=threads, follow_every=follow_every, log=click.echo)

@@ -10,8 +10,10 @@ Every champion change is remembered in a registered-model tag
 alias `previous_champion`, so `rollback` can step back more than once.
 The alias is always the last thing written: a run that fails earlier never
 moves it. Every change of the champion (promote, rollback, a champion/challenger
-decision) holds the registry lock (`registry_lock`, a file next to the store), so
-two changes never interleave on the history; a second one raises `LockHeld`.
+decision) holds that model's registry lock (`registry_lock(name)`: a file next to a
+local store, or an advisory lock in the lock database shared by every host), so two
+changes of one model never interleave on its history; a second one raises
+`LockHeld`. Different models never block each other.
 """
 
 from __future__ import annotations
@@ -38,37 +40,45 @@ def client():
 
 # ------------------------------------------------------------------ the lock
 
-_held = threading.local()  # how deep this thread is inside registry_lock
+_held = threading.local()  # per model name: how deep this thread is inside registry_lock
 
 
-def registry_lock_path() -> Path:
-    """`<store folder>/.locks/registry.lock` for a sqlite store, else `mlruns/.locks/...`."""
-    import mlflow
+def registry_lock_path(name: str) -> Path:
+    """The local lock file of model `name`'s registry changes: `<lock folder>/registry-NAME.lock`
+    (`tracking.local_lock_dir`: next to a sqlite store)."""
+    import re
 
-    uri = mlflow.get_tracking_uri()
-    folder = Path(uri[len("sqlite:///"):]).parent if uri.startswith("sqlite:///") else Path("mlruns")
-    return folder / ".locks" / "registry.lock"
+    from lobseq.tracking.store import local_lock_dir
+
+    return local_lock_dir() / f"registry-{re.sub(r'[^A-Za-z0-9._-]+', '_', name)}.lock"
 
 
 @contextlib.contextmanager
-def registry_lock() -> Iterator[None]:
-    """Hold the registry lock for the block (re-entrant within a thread); `LockHeld` if taken."""
+def registry_lock(name: str) -> Iterator[None]:
+    """Hold the lock on model `name`'s champion for the block (re-entrant within a thread);
+    `LockHeld` if another process holds it. Different models never block each other.
+
+    With a lock database (`LOBSEQ_LOCK_URI`, or a pipeline's `lock_uri:`) it is the
+    advisory lock `registry:NAME` there, shared by every host; else a flock on
+    `registry_lock_path(name)`.
+    """
     from lobseq.locks import run_lock
 
-    depth = getattr(_held, "depth", 0)
-    if depth:
-        _held.depth = depth + 1
+    depths = _held.__dict__.setdefault("depth", {})
+    if depths.get(name):
+        depths[name] += 1
         try:
             yield
         finally:
-            _held.depth = depth
+            depths[name] -= 1
         return
-    with run_lock(registry_lock_path(), what="registry change"):
-        _held.depth = 1
+    with run_lock(registry_lock_path(name), what=f"change of {name}'s champion",
+                  name=f"registry:{name}"):
+        depths[name] = 1
         try:
             yield
         finally:
-            _held.depth = 0
+            depths[name] = 0
 
 
 # ------------------------------------------------------------------ aliases
@@ -119,7 +129,7 @@ def promote(name: str, version: str | int, c=None, reason: str = "manual") -> st
     version = str(version)
     from mlflow.exceptions import MlflowException
 
-    with registry_lock():
+    with registry_lock(name):
         try:
             c.get_model_version(name, version)
         except MlflowException:
@@ -146,7 +156,7 @@ def rollback(name: str, c=None, to: str | int | None = None) -> tuple[str, str]:
     Returns (from, to).
     """
     c = c or client()
-    with registry_lock():
+    with registry_lock(name):
         current = champion_version(name, c)
         history = _history(name, c)
         if current is not None and (not history or history[-1] != current):

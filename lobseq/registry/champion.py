@@ -204,8 +204,10 @@ def decide(challenger: Mapping[str, Any], champion: Mapping[str, Any] | None,
 
 def register(model_uri: str, name: str, tags: Mapping[str, str] | None = None,
              description: str | None = None) -> str:
-    """Register `model_uri` as a new version of `name`; returns the version. The version's
-    description (default: architecture, dataset and scores of the training run) shows in the UI."""
+    """Register `model_uri` as a new version of `name` carrying `tags` (created in one call);
+    returns the version. The version's description (default: architecture, dataset and scores
+    of the training run) shows in the UI; it is written after, so it is the one part a failure
+    in between can leave out."""
     import mlflow
 
     from lobseq.tracking.describe import describe_logged_model
@@ -234,7 +236,7 @@ def champion_challenger(
     `on_decision` (e.g. writing the decision artifact) runs before the alias
     moves, so if it fails the champion stays.
     """
-    with registry_lock():  # from reading the champion to moving the alias: one change at a time
+    with registry_lock(name):  # from reading the champion to moving the alias: one change at a time
         return _champion_challenger(name, challenger_uri, challenger_metrics, evaluate, rule, log,
                                     on_decision)
 
@@ -248,9 +250,6 @@ def _champion_challenger(name, challenger_uri, challenger_metrics, evaluate, rul
         log(f"  evaluating champion {name} v{current} on the same split")
         champ_metrics = dict(evaluate(f"models:/{name}/{current}"))
     decision = decide(challenger_metrics, champ_metrics, rule)  # the gate decides first
-    version = register(challenger_uri, name)
-    decision.challenger = {"name": name, "version": version, "model_uri": challenger_uri}
-    decision.champion = {"name": name, "version": current} if current else {}
     outcome = ("promoted" if decision.promote else "kept_champion"
                if decision.gate.get("passed", True) else "below_baseline")
     tags = {"lobseq.decision": outcome,
@@ -260,8 +259,11 @@ def _champion_challenger(name, challenger_uri, challenger_metrics, evaluate, rul
             "lobseq.champion_score": "" if decision.champion_score is None
             else f"{decision.champion_score:.6g}",
             "lobseq.compared_with": current or ""}
-    for k, v in tags.items():
-        c.set_model_version_tag(name, version, k, v)
+    # One call creates the version WITH its decision tags: no version without its decision,
+    # whatever fails next (a server that goes away, on_decision); the alias moves last.
+    version = register(challenger_uri, name, tags=tags)
+    decision.challenger = {"name": name, "version": version, "model_uri": challenger_uri}
+    decision.champion = {"name": name, "version": current} if current else {}
     if current is not None and decision.champion_score is not None:
         c.set_model_version_tag(name, current, f"lobseq.challenged_by_v{version}",
                                 f"{decision.challenger_score:.6g} vs {decision.champion_score:.6g}: "

@@ -1,4 +1,4 @@
-"""HTTP forecasting service around a logged lobseq model (stdlib `ThreadingHTTPServer`).
+"""HTTP forecasting service around a logged lobseq model: one WSGI app, two ways to run it.
 
     POST /invocations   (also /predict)   the `mlflow models serve` payload:
         {"dataframe_split": {"columns": [...], "data": [[...], ...]}, "params": {"instrument": "X"}}
@@ -6,7 +6,12 @@
       → {"predictions": [{"instrument", "timestamp", "probabilities": {class: p},
                           "direction", "horizon", "model": {"name", "version", "uri", "run_id"}}]}
     GET /health  → 200 while the process is up
-    GET /ready   → 200 once the model is loaded (503 before)
+    GET /ready   → 200 once the model is loaded (503 before), with the model and how it is
+                   followed (the registry alias, how often, the last check)
+    GET /metrics → Prometheus text format (`lobseq.serving.metrics`)
+
+Every response carries the headers `X-Model-Name` and `X-Model-Version`: the
+model that answered (a prediction also names it in its body).
 
 The request carries the most recent raw snapshots (or bars) of one
 instrument, oldest first, at least `min_rows` of them; the answer is the
@@ -22,23 +27,30 @@ model's instrument when it was trained on exactly one, else null.
 
 The model is loaded once into `ForecastService.model` (a `LoadedModel`);
 each request reads that attribute once, so assigning a new model swaps it
-between requests. Requests run concurrently on the compiled forward pass.
+between requests (`lobseq.serving.follow` does that when the registry alias
+moves). Requests run concurrently on the compiled forward pass.
+
+`ForecastApp` is the WSGI app. `lobseq serve` runs it in gunicorn worker
+processes (`lobseq.serving.workers`); `make_server` runs it in this process
+on a threaded stdlib server (tests, notebooks).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
+import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from socketserver import ThreadingMixIn
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 import numpy as np
 import pandas as pd
 
 from lobseq.errors import LobseqError
 from lobseq.serving.loader import LoadedModel
+from lobseq.serving.metrics import metrics, render
 from lobseq.serving.payload import BadRequest, numeric_block, parse_payload, parse_timestamps
 
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
@@ -122,140 +134,161 @@ class ForecastService:
         }]}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: clients reuse one connection
-    disable_nagle_algorithm = True  # headers and body go out at once (no 40 ms delayed-ACK stall)
-    timeout = 30  # a client that stalls mid-request frees its thread
-    server: _Server
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+            411: "Length Required", 413: "Payload Too Large", 415: "Unsupported Media Type",
+            500: "Internal Server Error", 503: "Service Unavailable"}
 
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.server.verbose:
-            logger.info("%s %s", self.address_string(), format % args)
 
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        if not isinstance(code, int) or code < 400:  # a rejection has its own line (`_error`)
-            super().log_request(code, size)
+class ForecastApp:
+    """The WSGI app: routes, 4xx with their reasons (one log line each), metrics, model headers.
 
-    def _send(self, status: int, obj: dict) -> None:
-        body = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
+    `service` is None until the model is loaded (503 meanwhile); `follower` (a
+    `lobseq.serving.follow.Follower`, or None) is reported by /ready.
+    """
 
-    def _error(self, status: int, message: str) -> None:
-        # One line per rejected request: who, what, the status and why.
-        logger.warning("%s \"%s\" %d %s", self.address_string(), self.requestline, status, message)
-        self._send(status, {"error_code": "BAD_REQUEST" if status < 500 else "INTERNAL_ERROR",
-                            "message": message})
+    def __init__(self, service: ForecastService | None = None, follower=None,
+                 verbose: bool = False) -> None:
+        self.service = service
+        self.follower = follower
+        self.verbose = verbose
+        self.errors = 0  # internal errors (bugs) answered with a 500
+        self.load_error: str | None = None  # why the model is not loaded, for /ready
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        path = self.path.split("?", 1)[0]
-        svc = self.server.service
-        if path in ("/health", "/ping"):
-            self._send(200, {"status": "ok"})
-        elif path == "/ready":
-            if svc is None:
-                self._send(503, {"ready": False})
-            else:
-                self._send(200, {"ready": True, "model": svc.info()})
-        elif path in ("/invocations", "/predict"):
-            self._error(405, "use POST with a JSON body")
+    def __call__(self, environ: dict, start_response) -> list[bytes]:
+        t0 = time.perf_counter()
+        method = environ.get("REQUEST_METHOD", "GET")
+        path = environ.get("PATH_INFO") or "/"
+        svc = self.service
+        model = svc.model if svc is not None else None
+        who = (model.name or model.uri, model.version or "") if model is not None else ("", "")
+        if method == "POST":
+            status, obj = self._predict(environ, path, svc)
+            if status == 200:  # the model that answered, even if swapped meanwhile
+                answered = obj["predictions"][0]["model"]
+                who = (answered["name"] or answered["uri"], answered["version"] or "")
+            ctype, body = "application/json", json.dumps(obj).encode()
+        elif path == "/metrics":
+            body, ctype = render()
+            status = 200
         else:
-            self._error(404, f"no such endpoint {path}; try POST /invocations, GET /health, GET /ready")
+            status, obj = self._get(environ, path, svc)
+            ctype, body = "application/json", json.dumps(obj).encode()
+        headers = [("Content-Type", ctype), ("Content-Length", str(len(body))),
+                   ("X-Model-Name", str(who[0])), ("X-Model-Version", str(who[1]))]
+        start_response(f"{status} {_REASONS.get(status, 'Error')}", headers)
+        metrics().observe(path, status, time.perf_counter() - t0)
+        return [body]
 
-    def do_POST(self) -> None:  # noqa: N802
-        path = self.path.split("?", 1)[0]
-        svc = self.server.service
+    def _get(self, environ: dict, path: str, svc) -> tuple[int, dict]:
+        if path in ("/health", "/ping"):
+            return 200, {"status": "ok"}
+        if path == "/ready":
+            if svc is None:
+                return 503, {"ready": False, "error": self.load_error}
+            info = {"ready": True, "model": svc.info()}
+            if self.follower is not None:
+                info["following"] = self.follower.state()
+            return 200, info
+        if path in ("/invocations", "/predict"):
+            return self._error(environ, 405, "use POST with a JSON body")
+        return self._error(environ, 404, f"no such endpoint {path}; try POST /invocations, "
+                                         "GET /health, GET /ready, GET /metrics")
+
+    def _predict(self, environ: dict, path: str, svc) -> tuple[int, dict]:
         if path not in ("/invocations", "/predict"):
-            self._error(404, f"no such endpoint {path}; POST to /invocations")
-            return
+            return self._error(environ, 404, f"no such endpoint {path}; POST to /invocations")
         if svc is None:
-            self._error(503, "model not loaded yet")
-            return
-        ctype = self.headers.get("Content-Type", "application/json").split(";")[0].strip()
-        length = self.headers.get("Content-Length")
-        if length is None:
-            self.close_connection = True
-            self._error(411, "Content-Length is required")
-            return
+            return self._error(environ, 503, "model not loaded yet")
+        length = environ.get("CONTENT_LENGTH")
+        if not length:
+            return self._error(environ, 411, "Content-Length is required")
         try:
             n = int(length)
             if n < 0:
                 raise ValueError
         except ValueError:
-            self.close_connection = True
-            self._error(400, "bad Content-Length")
-            return
-        if n > svc.max_bytes:
-            self.close_connection = True  # the body is not read
-            self._error(413, f"payload of {n} bytes exceeds the limit of {svc.max_bytes} bytes")
-            return
-        body = self.rfile.read(n)
+            return self._error(environ, 400, "bad Content-Length")
+        if n > svc.max_bytes:  # the body is not read
+            return self._error(environ, 413, f"payload of {n} bytes exceeds the limit of "
+                                             f"{svc.max_bytes} bytes")
+        body = environ["wsgi.input"].read(n)
+        ctype = (environ.get("CONTENT_TYPE") or "application/json").split(";")[0].strip()
         if ctype != "application/json":
-            self._error(415, f"Content-Type must be application/json, got {ctype}")
-            return
+            return self._error(environ, 415, f"Content-Type must be application/json, got {ctype}")
         try:
-            self._send(200, svc.predict(body))
+            return 200, svc.predict(body)
         except BadRequest as e:
-            self._error(e.status, e.message)
+            return self._error(environ, e.status, e.message)
         except Exception as e:  # noqa: BLE001 - a bug, not the client's fault; keep serving
-            self.server.errors += 1
-            logger.exception("internal error on %s", self.requestline)
-            self._error(500, f"internal error: {type(e).__name__}: {e}")
+            self.errors += 1
+            logger.exception("internal error on %s %s", environ.get("REQUEST_METHOD"), path)
+            return self._error(environ, 500, f"internal error: {type(e).__name__}: {e}")
+
+    @staticmethod
+    def _error(environ: dict, status: int, message: str) -> tuple[int, dict]:
+        # One line per rejected request: who, what, the status and why.
+        line = " ".join(filter(None, (environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"),
+                                      environ.get("SERVER_PROTOCOL"))))
+        logger.warning("%s \"%s\" %d %s", environ.get("REMOTE_ADDR", "-"), line, status, message)
+        return status, {"error_code": "BAD_REQUEST" if status < 500 else "INTERNAL_ERROR",
+                        "message": message}
 
 
-class _Server(ThreadingHTTPServer):
+class _Handler(WSGIRequestHandler):
+    timeout = 30  # a client that stalls mid-request frees its thread
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.app.verbose:
+            logger.info("%s %s", self.address_string(), format % args)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        if not str(code).startswith(("4", "5")):  # a rejection has its own line (`_error`)
+            super().log_request(code, size)
+
+
+class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128  # listen backlog; the default 5 drops SYNs of a burst of clients (1 s retry)
 
-    def __init__(self, addr, service: ForecastService | None, verbose: bool = False) -> None:
+    def __init__(self, addr, app: ForecastApp) -> None:
         super().__init__(addr, _Handler)
-        self.service = service
-        self.verbose = verbose
-        self.errors = 0
+        self.app = app
+        self.set_app(app)
+
+    @property
+    def service(self) -> ForecastService | None:
+        return self.app.service
+
+    @service.setter
+    def service(self, value: ForecastService | None) -> None:
+        self.app.service = value
 
 
 def make_server(service: ForecastService | None, host: str = "127.0.0.1", port: int = 8080,
                 verbose: bool = False) -> _Server:
-    """A bound (not yet serving) server; port 0 picks a free one (`server.server_address`)."""
-    return _Server((host, port), service, verbose)
+    """The app on a threaded stdlib server in this process, bound (not yet serving); port 0
+    picks a free one (`server.server_address`). `lobseq serve` uses gunicorn workers instead."""
+    return _Server((host, port), ForecastApp(service, verbose=verbose))
 
 
-def _log_to_stderr() -> None:
-    """Service log lines (requests, rejections with their reason) on stderr, once."""
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+def log_to_stderr() -> None:
+    """Service log lines (requests, rejections with their reason, model switches) on stderr, once."""
+    for name in ("lobseq.serving", "lobseq.tracking"):
+        log = logging.getLogger(name)
+        if not log.handlers:
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(asctime)s [%(process)d] %(levelname)s "
+                                                   "%(message)s"))
+            log.addHandler(handler)
+            log.setLevel(logging.INFO)
+            log.propagate = False
 
 
 def serve(model_uri: str, host: str = "127.0.0.1", port: int = 8080,
-          max_bytes: int = DEFAULT_MAX_BYTES, log=print) -> None:
-    """Load the model once, then answer requests until Ctrl-C or SIGTERM."""
-    import signal
+          max_bytes: int = DEFAULT_MAX_BYTES, log=print, **options) -> None:
+    """Serve `model_uri` until Ctrl-C or SIGTERM (`lobseq.serving.workers.serve`: gunicorn
+    workers, following the registry alias)."""
+    from lobseq.serving.workers import serve as serve_with_workers
 
-    from lobseq.serving.loader import load_model
-
-    _log_to_stderr()
-    server = make_server(None, host, port, verbose=True)  # /health answers while loading
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        server.service = ForecastService(load_model(model_uri), max_bytes=max_bytes)
-        info = server.service.info()
-        log(f"Serving {server.service.model.label} (window {info['window']}, "
-            f"needs {info['min_rows']} rows) on http://{host}:{server.server_address[1]}  "
-            "— POST /invocations, GET /health, GET /ready")
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *a: stop.set())
-        while not stop.wait(0.5):
-            pass
-    finally:
-        server.shutdown()
-        server.server_close()
+    serve_with_workers(model_uri, host=host, port=port, max_bytes=max_bytes, log=log, **options)

@@ -76,6 +76,25 @@ def _registered(uri: str) -> tuple[str, str | None, str | None]:
     return uri, None, None  # a logged model id (models:/m-...)
 
 
+def resolve_model_uri(model: str) -> tuple[str, str | None, str | None]:
+    """(normalized URI, registered name, version) without fetching any file: an alias is
+    resolved to the version it names now; a wrong name, version or alias is a `LobseqError`."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from lobseq.tracking import configure
+
+    uri = normalize_model_uri(model)
+    configure()
+    try:
+        _fetch, name, version = _registered(uri)
+        if name and version and "@" not in uri:
+            MlflowClient().get_model_version(name, version)
+    except MlflowException as e:
+        raise _fail(model, e) from None
+    return uri, name, version
+
+
 def _fail(model: str, e: Exception) -> LobseqError:
     first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
     return LobseqError(f"cannot resolve model '{model}': {first}", field="model",
@@ -120,6 +139,7 @@ def load_model(model: str) -> LoadedModel:
     from mlflow.exceptions import MlflowException
 
     from lobseq.tracking import configure
+    from lobseq.tracking.server import unreachable
 
     uri = normalize_model_uri(model)
     configure()
@@ -128,6 +148,8 @@ def load_model(model: str) -> LoadedModel:
             fetch, name, version = _registered(uri)
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=fetch, dst_path=tmp))
         except (MlflowException, OSError) as e:
+            if unreachable(e):  # the server, not the URI: say so (exit 1), do not blame the URI
+                raise
             raise _fail(model, e) from None
         mlmodel = local / "MLmodel"
         if not mlmodel.is_file():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
 import subprocess
 from collections.abc import Iterator, Mapping
@@ -107,7 +108,32 @@ def tracked_run(name: str, kind: str, *, experiment: str | None = None, parent: 
         _end(run.info.run_id, status)
 
 
+# How long a run that ends while the tracking server is down waits for the server to be back,
+# to be marked FAILED/KILLED (or FINISHED) rather than left RUNNING (beyond MLflow's retries).
+END_WAIT_S = 120.0
+logger = logging.getLogger("lobseq.tracking")
+
+
 def _end(run_id: str, status: str) -> None:
+    """End `run_id` with `status`; if the server does not answer, wait for it (`END_WAIT_S`)."""
+    from lobseq.tracking.server import unreachable, wait_until_answering
+    from lobseq.tracking.store import is_server, tracking_uri
+
+    try:
+        _end_now(run_id, status)
+    except Exception as e:
+        if not (is_server() and unreachable(e)):
+            raise
+        uri = tracking_uri()
+        logger.warning("the tracking server %s does not answer: waiting up to %.0f s to mark run "
+                       "%s %s", uri, END_WAIT_S, run_id, status)
+        if not wait_until_answering(uri, END_WAIT_S):
+            raise
+        _end_now(run_id, status)
+        logger.warning("run %s marked %s", run_id, status)
+
+
+def _end_now(run_id: str, status: str) -> None:
     """End `run_id` with `status`, and any run still open inside it with the same status."""
     import mlflow
 

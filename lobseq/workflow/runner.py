@@ -89,14 +89,17 @@ def run_pipeline(path_or_pipeline: str | Path | Pipeline, overrides: list[str] |
     running. `summary(result)` is the text saved as the pipeline run's summary.txt (default:
     `lobseq.workflow.report.summary_table`).
     """
-    from lobseq.locks import run_lock
+    from lobseq.locks import lock_database, run_lock
 
     pipe = path_or_pipeline if isinstance(path_or_pipeline, Pipeline) \
         else load_pipeline(path_or_pipeline, overrides)
-    ctx_lock = run_lock(pipe.lock, what=f"run of pipeline '{pipe.name}'") if lock \
-        else contextlib.nullcontext()
-    with ctx_lock:
-        return _run(pipe, force, log, summary, detail or log)
+    # With a lock database (the file's lock_uri, else $LOBSEQ_LOCK_URI) the run lock and the
+    # registry lock its promote stage takes are advisory locks there, shared by every host.
+    with lock_database(pipe.lock_uri):
+        ctx_lock = run_lock(pipe.lock, what=f"run of pipeline '{pipe.name}'",
+                            name=f"pipeline:{pipe.name}") if lock else contextlib.nullcontext()
+        with ctx_lock:
+            return _run(pipe, force, log, summary, detail or log)
 
 
 def _run(pipe: Pipeline, force: bool, log: Callable[[str], None],

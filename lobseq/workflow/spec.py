@@ -3,6 +3,7 @@
     name: demo                     # required; also the default experiment
     experiment: lobseq-demo        # optional MLflow experiment
     lock: mlruns/.locks/demo.lock  # optional lock file (one run at a time)
+    lock_uri: postgresql://lobseq@db:5432/locks  # optional: a lock across hosts (lobseq.locks)
     engine: ray                    # optional: local (default) | ray, for ingest, walkforward,
     ray: {num_cpus: 4}             #   predict and tune; ray: {address: host:port, num_cpus: N}
     stages:                        # required, run in order
@@ -48,6 +49,10 @@ class PipelineFile:
     name: str = Field(description="The pipeline's name; also its default experiment.")
     experiment: str | None = Field(None, description="MLflow experiment [default: the name].")
     lock: str | None = Field(None, description="Lock file [default: mlruns/.locks/NAME.lock].")
+    lock_uri: str | None = Field(
+        None, description="PostgreSQL database whose advisory lock makes the run one at a time "
+                          "across hosts (the password in PGPASSWORD or ~/.pgpass) [default: "
+                          "$LOBSEQ_LOCK_URI; neither: the lock file].")
     description: str | None = Field(None, description="One line on what the pipeline does.")
     engine: str = Field("local", description="Where the stages that support an engine run (ingest, "
                                              "walkforward, predict, tune): local or ray.")
@@ -91,6 +96,7 @@ class Pipeline:
     path: Path
     description: str = ""
     engine: EngineConfig = field(default_factory=EngineConfig)
+    lock_uri: str | None = None  # a lock database (lobseq.locks); None: $LOBSEQ_LOCK_URI or the file
 
     def stage(self, name: str) -> Stage:
         return next(s for s in self.stages if s.name == name)
@@ -185,7 +191,7 @@ def load_pipeline(path: str | Path, overrides: list[str] | tuple = ()) -> Pipeli
     return Pipeline(name=top.name, experiment=top.experiment or top.name,
                     lock=top.lock or f"mlruns/.locks/{top.name}.lock",
                     stages=stages, path=path, description=top.description or "",
-                    engine=_engine(top, data, lines))
+                    engine=_engine(top, data, lines), lock_uri=top.lock_uri or None)
 
 
 ENGINE_STAGES = ("ingest", "walkforward", "predict", "tune")  # the stage types an engine runs
