@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-# Lowest first. core: errors, io, locks, quiet, config (lobseq/__init__ too).
+# Lowest first. core: errors, io, locks, quiet, config, yaml_lines (lobseq/__init__ too).
 ORDER = ("core", "engine", "data", "scoring", "models", "tracking", "registry", "serving",
          "training", "evaluation", "workflow", "cli")
-CORE = {"errors", "io", "locks", "quiet", "config", "__version__"}
+CORE = {"errors", "io", "locks", "quiet", "config", "yaml_lines", "__version__"}
 SCORING = {"metrics", "plots"}  # they name classes by the labels' convention (data)
 ROOT = Path(__file__).resolve().parents[1] / "lobseq"
 

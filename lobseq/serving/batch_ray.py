@@ -84,14 +84,14 @@ def predict_files_ray(model_uri: str, inputs: Sequence[str | Path], format: str,
     """
     from lobseq.data.sources.jobs import plan_reads
     from lobseq.engine import cpu_share
-    from lobseq.serving.loader import resolve_model_uri
+    from lobseq.serving.loader import pin_model_uri
     from lobseq.serving.predict import write_table
 
     jobs = plan_reads([str(p) for p in inputs], format, symbol_column=symbol_column)
     if not jobs:
         raise LobseqError("no input files found", file=", ".join(map(str, inputs)),
                           fix="pass the files or a folder that holds them")
-    fetch, _name, _version = resolve_model_uri(model_uri)
+    fetch, _name, _version = pin_model_uri(model_uri)
     nodes = engine.node_cpus()
     actors = max(1, min(len(jobs), int(sum(nodes))))
     share = cpu_share(nodes, actors)

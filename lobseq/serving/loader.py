@@ -101,9 +101,10 @@ def _fail(model: str, e: Exception) -> LobseqError:
                        fix=f"check it with `lobseq models list` or the MLflow UI; pass {URI_FORMS}")
 
 
-def resolve_model_uri(model: str) -> tuple[str, str | None, str | None]:
-    """(URI to fetch, registered name, version) without loading anything: an alias resolved to
-    the version it points at now, so that many loaders load the same model."""
+def pin_model_uri(model: str) -> tuple[str, str | None, str | None]:
+    """(URI to fetch, registered name, version) without loading anything: an alias pinned to
+    the version it points at now, so that many loaders load the same model (unlike
+    `resolve_model_uri`, which keeps the alias for a service that follows it)."""
     from mlflow.exceptions import MlflowException
 
     from lobseq.tracking import configure
@@ -121,7 +122,7 @@ def model_identity(model: str) -> tuple[str | None, str | None, str | None]:
     without fetching its files (the run id only when there is no registered name)."""
     import mlflow
 
-    fetch, name, version = resolve_model_uri(model)
+    fetch, name, version = pin_model_uri(model)
     if name:
         return name, version, None
     if fetch.startswith("runs:/"):
