@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -18,6 +18,7 @@ from pydantic import Field, StrictInt, field_validator, model_validator
 
 from lobseq import __version__
 from lobseq.config import stage_config
+from lobseq.data.segment import PARTS, SegmentWork, segment_work
 from lobseq.data.splits import (
     SPLIT_NAMES,
     TRAIN,
@@ -31,7 +32,6 @@ from lobseq.errors import LobseqError
 from lobseq.io import sha256_file
 
 if TYPE_CHECKING:  # the heavy modules load when ingest runs, not when the CLI lists options
-    from lobseq.data.serving_record import ServingRecorder
     from lobseq.data.store import Dataset
 
 
@@ -120,28 +120,6 @@ class IngestConfig:
         return min_embargo(self.window, self.execution.label_reach)
 
 
-def _labels_for(segment, cfg: IngestConfig, mid: np.ndarray, px: np.ndarray) -> np.ndarray:
-    from lobseq.data import labels
-
-    if cfg.label == "provided":
-        lab = labels.fi2010_labels(segment.frame, cfg.horizon)
-        if cfg.n_classes == 2:  # stationary has no 2-class meaning: unlabelled
-            lab = np.where(lab == 1, -1, np.where(lab == 2, 1, lab)).astype(np.int8)
-        return lab
-    if cfg.label == "point":  # the traded return, under the execution contract
-        return labels.direction_labels(px, cfg.horizon, cfg.threshold, "point", cfg.n_classes,
-                                       lag=cfg.execution.entry_lag)
-    return labels.direction_labels(mid, cfg.horizon, cfg.threshold, cfg.label, cfg.n_classes)
-
-
-def _book_prices(frame, kind: str, px: np.ndarray) -> np.ndarray:
-    """(n, 3): the execution price (book: mid; bars: adjusted open or close), bid, ask."""
-    if kind == "book":
-        return np.column_stack([px, frame["bid_price_1"].to_numpy(float),
-                                frame["ask_price_1"].to_numpy(float)])
-    return np.column_stack([px, px, px])
-
-
 def _concatenate(parts: list[np.ndarray]) -> np.ndarray:
     """Concatenate, freeing each part once copied (peak: the result plus one part)."""
     if len(parts) == 1:  # one segment needs no concatenation, nor a second copy
@@ -156,79 +134,9 @@ def _concatenate(parts: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-PARTS = ("features", "labels", "returns", "prices", "timestamps", "segment", "usable")
-
 # `mapper(fn, items)` runs fn on each item and yields the results in input order: the builtin
 # `map` (lazy, in this process) or an engine's `imap` (e.g. one Ray task per item).
 Mapper = Callable[[Callable, Iterable], Iterable]
-
-
-@dataclass
-class SegmentWork:
-    """One segment's work: where it comes from (the `Segment`, or a `ReadJob` that reads it)."""
-
-    index: int
-    source: object  # Segment | ReadJob
-    cfg: IngestConfig
-
-
-@dataclass
-class SegmentResult:
-    """What the driver needs back from one segment's work."""
-
-    index: int
-    arrays: dict
-    info: dict  # instrument, day, rows, labelled
-    files: tuple[str, ...]
-    kind: str
-    recorder: ServingRecorder  # segment 0's records the serving record; the others are merged in
-
-
-def segment_work(work: SegmentWork) -> SegmentResult:
-    """Read (when given a job), validate, featurize and label one segment: the unit one engine
-    task runs. Pure: the same work gives the same bytes in any process."""
-    from lobseq.data.serving_record import ServingRecorder
-
-    seg = work.source
-    if not hasattr(seg, "frame"):  # a ReadJob of a one-segment format
-        (seg,) = seg.read()
-    recorder = ServingRecorder(work.cfg.format, record=work.index == 0)
-    arrays = _segment_arrays(work.index, seg, work.cfg, recorder)
-    n, labelled = len(arrays["labels"]), int((arrays["labels"] >= 0).sum())
-    info = {"instrument": seg.instrument, "day": seg.day, "rows": n, "labelled": labelled}
-    return SegmentResult(work.index, arrays, info, seg.files, seg.kind, recorder)
-
-
-def _segment_arrays(i: int, seg, cfg: IngestConfig, recorder: ServingRecorder) -> dict:
-    """One segment's features, labels, returns, prices, timestamps, segment ids and usable rows."""
-    from lobseq.data import features as feats
-    from lobseq.data import labels
-    from lobseq.data.windows import usable_rows
-
-    frame = seg.frame
-    if len(frame) < cfg.window:
-        raise LobseqError(
-            f"{len(frame)} rows is too short for one window of {cfg.window}",
-            file=seg.files[0], fix="use a shorter --window or more data")
-    specs = cfg.features
-    if specs is None:
-        levels = sum(1 for c in frame.columns if c.startswith("ask_price_")) or None
-        specs = feats.default_features(seg.kind, levels, messages="event_type" in frame.columns)
-    x, _names = recorder.compute(seg, specs, feats)
-    recorder.observe(x)
-    mid = feats.mid_price(frame)
-    px = cfg.execution.prices(frame)  # what a trade decided at t is filled at
-    halted = frame["halted"].to_numpy(bool) if "halted" in frame.columns else None
-    return {
-        "features": x,
-        "labels": _labels_for(seg, cfg, mid, px).astype(np.int8),
-        "returns": labels.forward_returns(px, cfg.horizon,
-                                          lag=cfg.execution.entry_lag).astype(np.float32),
-        "prices": _book_prices(frame, seg.kind, px).astype(np.float64),
-        "timestamps": frame["timestamp"].to_numpy("datetime64[ns]").astype(np.int64),
-        "segment": np.full(len(frame), i, dtype=np.int32),
-        "usable": usable_rows(x, halted),  # the window-end rule's "usable" (serving's too)
-    }
 
 
 def build_arrays(segments: Iterable, cfg: IngestConfig, log: Callable[[str], None] = print,

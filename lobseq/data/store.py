@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from lobseq.errors import LobseqError
-from lobseq.io import atomic_dir, canonical_json, sha256_bytes
 from lobseq.data.scaler import StandardScaler
 from lobseq.data.serving_record import serving_record
 from lobseq.data.splits import SPLIT_NAMES
 from lobseq.data.windows import WindowBatches, gather_windows, window_sequence
+from lobseq.errors import LobseqError
+from lobseq.io import atomic_dir, canonical_json, sha256_bytes
 
 ARRAYS = ("features", "labels", "returns", "prices", "timestamps", "segment", "split")
 

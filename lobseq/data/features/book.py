@@ -20,8 +20,8 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from lobseq.errors import LobseqError
 from lobseq.data.features import check_lags, mid_price, register
+from lobseq.errors import LobseqError
 
 _LEVEL = re.compile(r"^ask_price_(\d+)$")
 MESSAGE_COLUMNS = ("event_type", "size", "direction")
