@@ -1,4 +1,4 @@
-"""Model registry: the `champion` alias, promotion decisions, list/promote/rollback.
+"""Aliases: who is champion, moving `@champion` (promote, rollback) and remembering its history.
 
 Promotion rule (`decide`): the challenger replaces the champion only when its
 score on the configured metric beats the champion's, on the same dataset and
