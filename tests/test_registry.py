@@ -38,6 +38,15 @@ def test_require_ci_needs_the_paired_difference_above_zero():
     assert decide(beyond, None, PromotionRule(require_ci=True)).promote
 
 
+def test_the_decision_says_whether_the_gate_checked_the_interval():
+    # the verdict beside it may call the same difference "within the interval": the reason
+    # must not read as if the interval had been checked when it was not
+    beyond = _c(0.45, 0.40, diff_macro_f1_vs_prior_ci_low=0.01, diff_macro_f1_vs_prior_ci_high=0.1)
+    assert "point estimate" in decide(beyond, None, PromotionRule()).reason
+    with_ci = decide(beyond, None, PromotionRule(require_ci=True)).reason
+    assert "beyond its interval" in with_ci and "point estimate" not in with_ci
+
+
 def test_require_trading_needs_a_sharpe_above_buy_and_hold():
     rule = PromotionRule(require_trading=True)
     assert not decide(_c(0.5, model_sharpe=0.4, buy_and_hold_sharpe=0.7), None, rule).promote

@@ -166,8 +166,11 @@ def gate_check(challenger: Mapping[str, Any], rule: PromotionRule) -> tuple[bool
         if not sharpe > bh:
             return False, (f"challenger Sharpe after costs {sharpe:.2f} does not beat "
                            f"buy-and-hold's {bh:.2f} (require_trading)"), figures
-    return True, (f"beats the best baseline {name} {score:.4f} by {gain:.4f}"
-                  + (" and buy-and-hold's Sharpe" if rule.require_trading else "")), figures
+    # Without require_ci the gate compares point estimates: say so, since the verdict beside it
+    # may call the same difference "within the interval".
+    how = "beyond its interval" if rule.require_ci else "on the point estimate (require_ci: false)"
+    return True, (f"beats the best baseline {name} {score:.4f} by {gain:.4f}, {how}"
+                  + (", and buy-and-hold's Sharpe" if rule.require_trading else "")), figures
 
 
 def decide(challenger: Mapping[str, Any], champion: Mapping[str, Any] | None,
