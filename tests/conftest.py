@@ -61,9 +61,19 @@ def mlflow_store_at(root: Path) -> Iterator[Store]:
     mp.chdir(root)
     try:
         configure()
+        _forget_active_experiment()
         yield Store(uri, root)
     finally:
         mp.undo()
+        _forget_active_experiment()
+
+
+def _forget_active_experiment() -> None:
+    """MLflow's fluent API keeps an active experiment id per process: an id from another
+    store would send the next run into an experiment that does not exist there."""
+    import mlflow.tracking.fluent as fluent
+
+    fluent._active_experiment_id = None
 
 
 @pytest.fixture

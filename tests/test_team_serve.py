@@ -33,8 +33,10 @@ def _register_versions(root: Path) -> Path:
 
     first = logged_model(root / "a", seed=0, events=1500, days=1, register=NAME)
     logged_model(root / "b", seed=1, events=1500, days=1, register=NAME)
-    mlflow.set_experiment("team-serve-broken")
-    with mlflow.start_run() as run:
+    from lobseq.tracking import ensure_experiment
+
+    # an explicit experiment id: mlflow.set_experiment would leak into later tests' stores
+    with mlflow.start_run(experiment_id=ensure_experiment("team-serve-broken")) as run:
         mlflow.log_text("artifact_path: model\nflavors:\n  python_function: {}\n", "model/MLmodel")
     mlflow.MlflowClient().create_model_version(NAME, f"{run.info.artifact_uri}/model",
                                                run_id=run.info.run_id)
