@@ -148,6 +148,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=lambda t: [int(w) for w in t.split(",")], default=[1, 2],
                     help="worker counts of `lobseq serve` to measure (comma-separated)")
     args = ap.parse_args(argv)
+    load_start = os.getloadavg()[0]
 
     from lobseq.data.sources import read_sources
     from lobseq.serving.http import ForecastService
@@ -186,7 +187,7 @@ def main(argv=None) -> int:
             results.update(serve_workers(model.uri, body, workers, args))
 
     meta = {"machine": platform.machine(), "cpus": os.cpu_count(), "python": sys.version.split()[0],
-            "load_average": os.getloadavg()[0], "server": "lobseq serve (gunicorn gthread, 8 threads)",
+            "load_average_start": load_start, "load_average": os.getloadavg()[0], "server": "lobseq serve (gunicorn gthread, 8 threads)",
             "payload_bytes": len(body), "rows_per_request": f.min_rows, "window": 100,
             "features": 40, "model": "lstm(64)"}
     out = Path(__file__).resolve().parent / "results" / "serve.json"
