@@ -18,7 +18,7 @@ demo: $(STAMP)
 
 test: $(STAMP) postgres
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup  # 2 workers: CI has 2 cores; see tests/conftest.py
 
 # The team-mode tests start a real PostgreSQL (tests/conftest.py): install its binaries if missing.
 postgres:

@@ -11,6 +11,18 @@ from pathlib import Path
 import pytest
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Under `pytest -n 2 --dist loadgroup` (make test) the tests that share a session's
+    PostgreSQL and mlflow server run on one worker, and those that start or join Ray on one
+    worker, so each service starts once and two Ray instances never fight for the CPUs."""
+    for item in items:
+        for group in ("team", "ray"):
+            if item.get_closest_marker(group):
+                item.add_marker(pytest.mark.xdist_group(group))
+                break
+
+
 @pytest.fixture(scope="session")
 def lobster_raw(tmp_path_factory):
     """Paths of one simulated LOBSTER day (3,000 events, 5 levels)."""
