@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("bench_ingest", "bench_train", "bench_serve", "bench_follow")
+BENCHMARKS = ("bench_ingest", "bench_train", "bench_serve", "bench_follow", "bench_ray")
 
 
 def main() -> int:

@@ -199,7 +199,7 @@ def test_shipped_pipelines_validate():
 
     root = Path(__file__).resolve().parents[1] / "pipelines"
     names = sorted(p.stem for p in root.glob("*.yaml") if load_pipeline(p))
-    assert names == ["daily", "demo", "lobster", "retrain"]
+    assert names == ["daily", "demo", "lobster", "retrain", "scaleout"]
 
 
 def test_require_trading_without_a_backtest_stage_is_refused_before_anything_runs(tmp_path):
