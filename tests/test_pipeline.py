@@ -555,3 +555,16 @@ def test_summary_marks_a_decision_replayed_from_a_skipped_stage():
     assert "PROMOTED: live v2 (lstm) — why" in pipeline_report.summary_table(_decision_result(True))
     text = pipeline_report.summary_table(_decision_result(True, status="skipped"))
     assert "(unchanged, decided by an earlier run) PROMOTED: live v2" in text
+
+
+def test_summary_columns_fit_the_longest_stage_name_and_type():
+    from types import SimpleNamespace
+
+    from lobseq.workflow.runner import PipelineResult, StageResult
+
+    stages = [StageResult("folds-of-the-gru", "walkforward", "ran", "a" * 32, 12.5),
+              StageResult("ingest", "ingest", "skipped", "b" * 32, 0.0)]
+    table = pipeline_report.summary_table(
+        PipelineResult(SimpleNamespace(name="p"), "r" * 32, stages)).splitlines()
+    row = next(line for line in table if "folds-of-the-gru" in line)
+    assert row.split() == ["folds-of-the-gru", "walkforward", "ran", "12.5", "a" * 12]

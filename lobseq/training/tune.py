@@ -235,7 +235,8 @@ def _shown(value) -> str:
 
 def _table(rows: list[dict], best: dict, names: list[str], metric: str) -> str:
     width = [max(len(k), *(len(_shown(r[k])) for r in rows)) for k in names]
-    head = f"  {'trial':>5}  {metric:>14}  {'epochs':>6}  {'status':<9}  " + "  ".join(
+    # `ran` is the epochs a trial ran (early stopping, ASHA); a sampled `epochs` is its budget
+    head = f"  {'trial':>5}  {metric:>14}  {'ran':>6}  {'status':<9}  " + "  ".join(
         f"{k:>{w}}" for k, w in zip(names, width, strict=True))
     lines = [head]
     for r in rows:

@@ -16,10 +16,14 @@ def summary_table(result: PipelineResult) -> str:
     `model_sharpe`, `model_n_periods`). Sharpe is "n/a" when undefined (fewer than two
     daily P&L periods, or zero variance); "-" marks a stage the pipeline did not run.
     """
+    # columns as wide as their longest entry plus two spaces (`walkforward` is 11 characters)
+    name_w = max(len("stage"), *(len(s.name) for s in result.stages)) + 2
+    type_w = max(len("type"), *(len(s.type) for s in result.stages)) + 2
     lines = [f"Pipeline {result.pipeline.name}  (MLflow run {result.run_id})",
-             f"  {'stage':<14}{'type':<10}{'status':<9}{'seconds':>8}  run"]
+             f"  {'stage':<{name_w}}{'type':<{type_w}}{'status':<9}{'seconds':>8}  run"]
     for s in result.stages:
-        lines.append(f"  {s.name:<14}{s.type:<10}{s.status:<9}{s.seconds:>8.1f}  {s.run_id[:12]}")
+        lines.append(f"  {s.name:<{name_w}}{s.type:<{type_w}}{s.status:<9}{s.seconds:>8.1f}  "
+                     f"{s.run_id[:12]}")
     evals: dict[str, dict] = {}
     backs: dict[str, dict] = {}
     decision, decision_skipped = None, False
