@@ -51,8 +51,10 @@ def _tuner(job: dict, tune):
                                     {"cpu": job["cpus_per_trial"]})
     return tune.Tuner(
         trainable, param_space={"trial": tune.grid_search(list(range(len(trials))))},
+        # reuse_actors: a trial runs in a process an earlier trial used, so TensorFlow is imported
+        # once per slot, not once per trial; the local engine runs every trial in one process too
         tune_config=tune.TuneConfig(metric=job["metric"], mode=job["mode"], scheduler=scheduler,
-                                    max_concurrent_trials=job["max_concurrent"]),
+                                    max_concurrent_trials=job["max_concurrent"], reuse_actors=True),
         run_config=tune.RunConfig(name=f"lobseq-tune-{job['parent_run_id']}", storage_path=job["storage"],
                                   verbose=0, failure_config=tune.FailureConfig(max_failures=0,
                                                                                fail_fast=True)))
