@@ -84,14 +84,7 @@ def outcome(result) -> tuple[dict[str, str], str]:
         tags[f"lobseq.stage.{s.name}"] = "ran" if s.status == "ran" else f"reused {s.reused_from}"
     tags["lobseq.outcome"] = (f"ran {len(ran)}, reused {len(result.stages) - len(ran)}" if ran
                               else f"unchanged: reused all {len(result.stages)} stages")
-    evaluations: dict = {}
-    backtests: dict = {}
-    decision, decided_now = None, False
-    for s in result.stages:
-        evaluations.update(s.outputs.get("evaluations") or {})
-        backtests.update(s.outputs.get("backtests") or {})
-        if s.outputs.get("decision"):
-            decision, decided_now = s.outputs["decision"], s.status == "ran"
+    evaluations, backtests, decision, decided_now = result.findings()
     short = "" if ran else "unchanged"
     found = verdict(evaluations, backtests)
     if found:

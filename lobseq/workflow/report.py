@@ -24,14 +24,7 @@ def summary_table(result: PipelineResult) -> str:
     for s in result.stages:
         lines.append(f"  {s.name:<{name_w}}{s.type:<{type_w}}{s.status:<9}{s.seconds:>8.1f}  "
                      f"{s.run_id[:12]}")
-    evals: dict[str, dict] = {}
-    backs: dict[str, dict] = {}
-    decision, decision_skipped = None, False
-    for s in result.stages:
-        evals.update(s.outputs.get("evaluations") or {})
-        backs.update(s.outputs.get("backtests") or {})
-        if s.outputs.get("decision"):
-            decision, decision_skipped = s.outputs["decision"], s.status == "skipped"
+    evals, backs, decision, decided_now = result.findings()
     models = list(dict.fromkeys([*evals, *backs]))
     if models:
         lines.append("")
@@ -61,7 +54,7 @@ def summary_table(result: PipelineResult) -> str:
             head = (f"kept champion: {champ.get('name', ch.get('name'))} v{champ.get('version', '?')};"
                     f" challenger v{ch.get('version')} ({decision.get('challenger_model')})"
                     " not promoted")
-        if decision_skipped:
+        if not decided_now:
             head = f"(unchanged, decided by an earlier run) {head}"
         lines.append(f"  {head} — {decision['reason']}")
     return "\n".join(lines)
