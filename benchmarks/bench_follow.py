@@ -59,9 +59,10 @@ def _get(port: int, path: str) -> tuple[int, str]:
 
 def _served(port: int) -> dict[str, float]:
     """Workers serving each version now (lobseq_model_served, summed over live workers)."""
+    from lobseq.serving.metrics import served_versions
+
     status, text = _get(port, "/metrics")
-    found = re.findall(r'^lobseq_model_served\{name="[^"]*",version="([^"]*)"\} (\S+)$', text, re.M)
-    return {v: float(n) for v, n in found} if status == 200 else {}
+    return served_versions(text) if status == 200 else {}
 
 
 def _wait(condition, timeout: float, what: str, every: float = 0.05) -> float:
@@ -122,12 +123,10 @@ def register_versions(work: Path) -> Path:
 
 def request_body(raw: Path, ready: dict) -> bytes:
     from lobseq.data.sources import read_sources
+    from lobseq.serving.payload import split_payload
 
-    frame = read_sources([str(raw)], "lobster")[0].frame
-    recent = frame[ready["columns"] + ["timestamp"]].iloc[-ready["min_rows"]:]
-    recent = recent.assign(timestamp=recent["timestamp"].astype(str))
-    return json.dumps({"dataframe_split": {"columns": list(recent.columns),
-                                           "data": recent.values.tolist()}}).encode()
+    return split_payload(read_sources([str(raw)], "lobster")[0].frame, ready["columns"],
+                         ready["min_rows"])
 
 
 def switch(port: int, target: str, workers: int, log: Path, settle_s: float) -> dict:

@@ -68,8 +68,9 @@ def _served(port: int) -> float:
             text = r.read().decode()
     except OSError:
         return 0.0
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("lobseq_model_served{"))
+    from lobseq.serving.metrics import served_versions
+
+    return sum(served_versions(text).values())
 
 
 def _load(port: int, body: bytes, clients: int, requests: int, seconds: float) -> dict:
@@ -152,6 +153,7 @@ def main(argv=None) -> int:
 
     from lobseq.data.sources import read_sources
     from lobseq.serving.http import ForecastService
+    from lobseq.serving.payload import split_payload
 
     with tempfile.TemporaryDirectory(prefix="lobseq-bench-") as tmp:
         work = Path(tmp)
@@ -160,11 +162,7 @@ def main(argv=None) -> int:
         f = model.forecaster
         assert (f.window, f.n_features) == (100, 40), (f.window, f.n_features)
         frame = read_sources([str(raw)], "lobster")[0].frame
-        recent = frame[[c for c in frame.columns if c in f.input_columns or c == "timestamp"]] \
-            .iloc[-f.min_rows:].reset_index(drop=True)
-        recent = recent.assign(timestamp=recent["timestamp"].astype(str))
-        body = json.dumps({"dataframe_split": {"columns": list(recent.columns),
-                                               "data": recent.values.tolist()}}).encode()
+        body = split_payload(frame, [c for c in frame.columns if c in f.input_columns], f.min_rows)
         window, _ = f.windows(frame.iloc[-f.min_rows:].reset_index(drop=True))
         service = ForecastService(model, max_bytes=len(body) * 4)
         results: dict[str, dict] = {}

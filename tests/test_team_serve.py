@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from team_services import free_port, wait_for
 
+from lobseq.serving.metrics import served_versions
+
 pytestmark = [pytest.mark.team, pytest.mark.slow, pytest.mark.timeout(900)]
 
 NAME = "team-serve"
@@ -45,12 +47,9 @@ def _register_versions(root: Path) -> Path:
 
 def _body(raw: Path, info: dict) -> bytes:
     from lobseq.data.sources import read_sources
+    from lobseq.serving.payload import split_payload
 
-    frame = read_sources([str(raw)], "lobster")[0].frame
-    recent = frame[info["columns"] + ["timestamp"]].iloc[-info["min_rows"]:]
-    recent = recent.assign(timestamp=recent["timestamp"].astype(str))
-    return json.dumps({"dataframe_split": {"columns": list(recent.columns),
-                                           "data": recent.values.tolist()}}).encode()
+    return split_payload(read_sources([str(raw)], "lobster")[0].frame, info["columns"], info["min_rows"])
 
 
 def _get(port: int, path: str) -> tuple[int, str]:
@@ -66,10 +65,8 @@ def _get(port: int, path: str) -> tuple[int, str]:
 
 
 def _served(port: int) -> dict[str, float]:
-    """lobseq_model_served by version, summed over the live workers (from /metrics)."""
     status, text = _get(port, "/metrics")
-    found = re.findall(r'^lobseq_model_served\{name="[^"]*",version="([^"]*)"\} (\S+)$', text, re.M)
-    return {v: float(n) for v, n in found} if status == 200 else {}
+    return served_versions(text) if status == 200 else {}
 
 
 class Client(threading.Thread):
@@ -179,8 +176,7 @@ def test_ready_names_the_version_served_and_the_alias_followed(followed):
 
 def test_metrics_add_up_every_worker(followed):
     text = followed["metrics"]
-    served = dict(re.findall(r'^lobseq_model_served\{name="[^"]*",version="([^"]*)"\} (\S+)$', text,
-                             re.M))
+    served = served_versions(text)
     ok = sum(float(n) for n in re.findall(
         r'^lobseq_requests_total\{endpoint="invocations",status="200"\} (\S+)$', text, re.M))
     answered = sum(1 for _t, s, _v in followed["answers"] if s == 200)

@@ -18,12 +18,20 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 ENDPOINTS = {"/invocations": "invocations", "/predict": "invocations", "/ready": "ready",
              "/health": "health", "/ping": "health", "/metrics": "metrics"}
 # The service answers in ~1-5 ms; a loaded box or a model switch pushes that to 100s of ms.
 BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+
+
+def served_versions(text: str) -> dict[str, float]:
+    """`lobseq_model_served` by version from a /metrics answer (summed over the live workers):
+    what a client watching a switch reads."""
+    found = re.findall(r'^lobseq_model_served\{name="[^"]*",version="([^"]*)"\} (\S+)$', text, re.M)
+    return {version: float(n) for version, n in found}
 
 
 def endpoint_of(path: str) -> str:

@@ -26,6 +26,15 @@ class BadRequest(Exception):
         self.message = message
 
 
+def split_payload(rows: pd.DataFrame, columns: list[str], last: int) -> bytes:
+    """The body a client sends: the last `last` rows of `columns` (plus `timestamp`, as text)
+    as MLflow's `dataframe_split`, which `parse_payload` reads back."""
+    recent = rows[[*columns, "timestamp"]].iloc[-last:]
+    recent = recent.assign(timestamp=recent["timestamp"].astype(str))
+    return json.dumps({"dataframe_split": {"columns": list(recent.columns),
+                                           "data": recent.values.tolist()}}).encode()
+
+
 def _reject_constant(name: str):
     raise BadRequest(400, f"{name} is not allowed: every value must be a finite number")
 
