@@ -14,7 +14,6 @@ so it is part of no dataset manifest and no pipeline stage key.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
 from typing import Literal
 
 from pydantic import Field, StrictInt, field_validator, model_validator
@@ -68,6 +67,3 @@ class EngineConfig:
     def cluster_address(self) -> str | None:
         """The cluster to join: `address`, else $RAY_ADDRESS, else None (start a local instance)."""
         return self.address or os.environ.get("RAY_ADDRESS") or None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
