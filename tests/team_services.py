@@ -199,9 +199,10 @@ def start_mlflow_server(pg: Postgres, root: Path) -> MlflowServer:
     return server
 
 
-def tiny_pipeline(name: str, model_name: str, seed: int = 0) -> str:
+def tiny_pipeline(name: str, model_name: str, seed: int = 0, n_boot: int = 50) -> str:
     """A whole retraining pipeline in ~15 s of CPU: bars, a 4-unit RNN for one epoch, evaluate,
-    promote (gate none: these tests follow registry mechanics, not model quality)."""
+    promote (gate none: these tests follow registry mechanics, not model quality). A larger
+    `n_boot` holds the evaluate stage longer (its bootstrap), for a fault to land inside it."""
     return f"""\
 name: {name}
 stages:
@@ -217,7 +218,7 @@ stages:
            hyper: {{rnn: {{units: 4}}}}, seed: {seed}}}
   - name: evaluate
     type: evaluate
-    with: {{n_boot: 50}}
+    with: {{n_boot: {n_boot}}}
   - name: promote
     type: promote
     with: {{model_name: {model_name}, metric: macro_f1, gate: none}}

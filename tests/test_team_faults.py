@@ -49,7 +49,9 @@ def _restart_during_evaluate(store, name: str, env: dict, wait_for_failure: bool
     """Run the tiny pipeline `name`; stop the server when its evaluate stage starts, start it
     again (at once, or once the client says it gave up); returns (exit code, stderr, downtime)."""
     server, cwd = store.server, store.root / name
-    proc = lobseq_run(cwd, tiny_pipeline(name, name), env)
+    # evaluate must still be busy when the server stops: on a quiet machine it took ~3 s with
+    # n_boot 50 and the pipeline could finish first; 20000 bootstrap draws hold it far longer
+    proc = lobseq_run(cwd, tiny_pipeline(name, name, n_boot=20000), env)
     try:
         wait_for(lambda: _stage_run(name, "evaluate") or proc.poll() is not None, 600,
                  "the evaluate stage to start")
@@ -57,8 +59,11 @@ def _restart_during_evaluate(store, name: str, env: dict, wait_for_failure: bool
         t0 = time.monotonic()
         server.stop()
         if wait_for_failure:
-            wait_for(lambda: "does not answer" in (cwd / "stderr.txt").read_text(), 300,
+            wait_for(lambda: "does not answer" in (cwd / "stderr.txt").read_text()
+                     or proc.poll() is not None, 300,
                      "the client to give up and wait to mark its runs FAILED")
+            assert proc.poll() is None, "the pipeline ended before it met the stopped server: " + \
+                (cwd / "stderr.txt").read_text()[-2000:]
         server.start()
         downtime = time.monotonic() - t0
         code = proc.wait(timeout=600)
