@@ -18,6 +18,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from lobseq.workflow.runner import findings
+
 
 def flat_params(settings: dict, prefix: str = "") -> dict[str, str]:
     """Nested settings → `a.b.c` params (values as text, at most 500 characters)."""
@@ -84,7 +86,7 @@ def outcome(result) -> tuple[dict[str, str], str]:
         tags[f"lobseq.stage.{s.name}"] = "ran" if s.status == "ran" else f"reused {s.reused_from}"
     tags["lobseq.outcome"] = (f"ran {len(ran)}, reused {len(result.stages) - len(ran)}" if ran
                               else f"unchanged: reused all {len(result.stages)} stages")
-    evaluations, backtests, decision, decided_now = result.findings()
+    evaluations, backtests, decision, decided_now = findings(result.stages)
     short = "" if ran else "unchanged"
     found = verdict(evaluations, backtests)
     if found:

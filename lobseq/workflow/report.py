@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lobseq.workflow.runner import PipelineResult
+from lobseq.workflow.runner import PipelineResult, findings
 
 
 def summary_table(result: PipelineResult) -> str:
@@ -24,7 +24,7 @@ def summary_table(result: PipelineResult) -> str:
     for s in result.stages:
         lines.append(f"  {s.name:<{name_w}}{s.type:<{type_w}}{s.status:<9}{s.seconds:>8.1f}  "
                      f"{s.run_id[:12]}")
-    evals, backs, decision, decided_now = result.findings()
+    evals, backs, decision, decided_now = findings(result.stages)
     models = list(dict.fromkeys([*evals, *backs]))
     if models:
         lines.append("")

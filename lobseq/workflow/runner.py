@@ -51,18 +51,19 @@ class PipelineResult:
     def outputs(self, stage: str) -> dict:
         return next(s.outputs for s in self.stages if s.name == stage)
 
-    def findings(self) -> tuple[dict, dict, dict | None, bool]:
-        """(evaluations, backtests by model, the last decision, whether this run made it)
-        gathered over the stages, ran or reused: what the records and the summary report."""
-        evaluations: dict = {}
-        backtests: dict = {}
-        decision, decided_now = None, False
-        for s in self.stages:
-            evaluations.update(s.outputs.get("evaluations") or {})
-            backtests.update(s.outputs.get("backtests") or {})
-            if s.outputs.get("decision"):
-                decision, decided_now = s.outputs["decision"], s.status == "ran"
-        return evaluations, backtests, decision, decided_now
+
+def findings(stages: list[StageResult]) -> tuple[dict, dict, dict | None, bool]:
+    """(evaluations, backtests by model, the last decision, whether this run made it)
+    gathered over the stages, ran or reused: what the records and the summary report."""
+    evaluations: dict = {}
+    backtests: dict = {}
+    decision, decided_now = None, False
+    for s in stages:
+        evaluations.update(s.outputs.get("evaluations") or {})
+        backtests.update(s.outputs.get("backtests") or {})
+        if s.outputs.get("decision"):
+            decision, decided_now = s.outputs["decision"], s.status == "ran"
+    return evaluations, backtests, decision, decided_now
 
 
 def stage_key(stage: Stage, inputs: dict) -> str:
